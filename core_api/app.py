@@ -1,0 +1,125 @@
+"""The Litestar application: wiring of settings, the database pool, Redis, routes, docs, metrics and errors.
+
+``create_app(settings)`` builds an app for given settings (tests use it directly); ``build_app`` is the factory
+granian calls in each worker, built from the process settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import swagger_ui_bundle
+from litestar import Litestar, MediaType, Response, Router
+from litestar.config.compression import CompressionConfig
+from litestar.config.cors import CORSConfig
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.static_files import create_static_files_router
+from litestar.status_codes import HTTP_404_NOT_FOUND
+
+from core_api.db import create_pool
+from core_api.deps import provide_pool, provide_redis
+from core_api.errors import exception_handlers, problem_response
+from core_api.health.routes import route_handlers as health_routes
+from core_api.log import configure_logging
+from core_api.middleware import RequestContextMiddleware
+from core_api.redis_client import create_redis
+from core_api.settings import Settings, get_settings
+
+__all__ = ["build_app", "create_app"]
+
+API_PREFIX = "/api/v1"
+SWAGGER_ASSETS = "/api/docs-assets"
+
+
+class MetricsController(PrometheusController):
+    path = "/metrics"
+    include_in_schema = False
+
+
+async def _docs_not_found_as_problem(response: Response) -> Response:
+    # Litestar's docs router answers unknown paths under /api with an HTML page; every 404 of ours is a problem.
+    if response.status_code == HTTP_404_NOT_FOUND and response.media_type == MediaType.HTML:
+        return problem_response(HTTP_404_NOT_FOUND, "NOT_FOUND", "Not found", "Not Found")
+    return response
+
+
+def _swagger() -> SwaggerRenderPlugin:
+    # Served from the swagger-ui-bundle package so the docs work with no internet.
+    return SwaggerRenderPlugin(
+        path="/docs",
+        js_url=f"{SWAGGER_ASSETS}/swagger-ui-bundle.js",
+        css_url=f"{SWAGGER_ASSETS}/swagger-ui.css",
+        standalone_preset_js_url=f"{SWAGGER_ASSETS}/swagger-ui-standalone-preset.js",
+        favicon=f'<link rel="icon" type="image/png" href="{SWAGGER_ASSETS}/favicon-32x32.png" sizes="32x32" />',
+    )
+
+
+def create_app(settings: Settings, *, database_url: str | None = None, redis_url: str | None = None) -> Litestar:
+    """Build the app. URLs default to the settings' (the CLI fills them in for embedded servers)."""
+    database_url = database_url or settings.database.url
+    redis_url = redis_url or settings.redis.url
+    if not database_url or not redis_url:
+        raise RuntimeError("create_app needs database and Redis URLs; `flightdesk api` starts embedded servers")
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        pool = create_pool(settings, database_url)
+        # Waiting makes a wrong DSN or a missing server fail the start, not the first request.
+        await pool.open(wait=True)
+        redis = create_redis(settings, redis_url)
+        app.state.pool, app.state.redis = pool, redis
+        try:
+            yield
+        finally:
+            await redis.aclose()
+            await pool.close()
+
+    api = Router(path=API_PREFIX, route_handlers=[*health_routes])
+    swagger_assets = create_static_files_router(
+        path=SWAGGER_ASSETS, directories=[Path(swagger_ui_bundle.swagger_ui_path)], include_in_schema=False
+    )
+    prometheus = PrometheusConfig(app_name="flightdesk", prefix="flightdesk", group_path=True, exclude=["/metrics"])
+    app = Litestar(
+        route_handlers=[api, swagger_assets, MetricsController],
+        lifespan=[lifespan],
+        dependencies={
+            "pool": Provide(provide_pool, sync_to_thread=False),
+            "redis": Provide(provide_redis, sync_to_thread=False),
+        },
+        exception_handlers=exception_handlers(),
+        after_request=_docs_not_found_as_problem,
+        middleware=[prometheus.middleware],
+        cors_config=CORSConfig(
+            allow_origins=list(settings.api.cors_origins),
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After"],
+            max_age=600,
+        ),
+        compression_config=CompressionConfig(backend="brotli", brotli_gzip_fallback=True, minimum_size=512),
+        openapi_config=OpenAPIConfig(
+            title="Flightdesk API",
+            version="1.0.0",
+            description="Search, book and pay for flights. Errors are application/problem+json with a stable `code`.",
+            path="/api",
+            render_plugins=[_swagger()],
+        ),
+        request_max_body_size=settings.api.max_body_bytes,
+        logging_config=None,
+        debug=False,
+    )
+    # Outermost layer, around Litestar's own exception handling, so every response gets request id and headers.
+    app.asgi_handler = RequestContextMiddleware(app.asgi_handler)
+    return app
+
+
+def build_app() -> Litestar:
+    """Factory granian calls in each worker (``granian --factory core_api.app:build_app``)."""
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)

@@ -1,0 +1,1 @@
+"""Audit trail: the hash-chained, append-only record of every change and security event."""

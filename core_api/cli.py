@@ -1,0 +1,319 @@
+"""The ``flightdesk`` command: run everything (``up``) or one piece (``api``, ``worker``, ``migrate`` …).
+
+Every command resolves its PostgreSQL and Redis first: the configured URLs, or embedded servers under the state
+directory, which it starts or, when another Flightdesk process already runs them, attaches to. Children started
+by ``up`` get the resolved URLs in their environment, so they attach rather than start their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import FrameType
+
+import click
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+from rich.console import Console
+
+from core_api.settings import Settings, SettingsError, get_settings
+
+__all__ = ["main"]
+
+console = Console(stderr=True)
+
+EMBEDDED_DATABASE = "flightdesk"
+
+
+@dataclass(frozen=True)
+class Services:
+    database_url: str
+    redis_url: str
+
+    def environment(self) -> dict[str, str]:
+        return {"FLIGHTDESK_DATABASE_URL": self.database_url, "FLIGHTDESK_REDIS_URL": self.redis_url}
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except SettingsError as exc:
+        raise click.ClickException(f"invalid setting: {exc}") from None
+
+
+def _ensure_database(server_url: str, name: str) -> str:
+    """Create the application database on an embedded server if missing; return its conninfo."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            with contextlib.suppress(psycopg.errors.DuplicateDatabase):  # another process won the race
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return make_conninfo(server_url, dbname=name)
+
+
+@contextlib.contextmanager
+def services(settings: Settings, *, quiet: bool = False) -> Iterator[Services]:
+    """The configured servers, or embedded ones started (or attached to) for the duration of the block."""
+    need_postgres = not settings.database.url
+    need_redis = not settings.redis.url
+    if not (need_postgres or need_redis):
+        assert settings.database.url
+        assert settings.redis.url
+        yield Services(settings.database.url, settings.redis.url)
+        return
+
+    from core_api.embedded import embedded_services
+
+    def progress(message: str) -> None:
+        if not quiet:
+            console.print(f"[dim]•[/dim] {message}")
+
+    with embedded_services(
+        settings.state_dir.resolve(), postgres=need_postgres, redis=need_redis, on_progress=progress
+    ) as handles:
+        database_url = settings.database.url
+        if database_url is None:
+            assert handles.database_url
+            database_url = _ensure_database(handles.database_url, EMBEDDED_DATABASE)
+        redis_url = settings.redis.url or handles.redis_url
+        assert redis_url
+        yield Services(database_url, redis_url)
+
+
+def _migrate(database_url: str) -> None:
+    from core_api.migrations import migrate
+
+    applied = asyncio.run(migrate(database_url))
+    if applied:
+        names = ", ".join(m.path.name for m in applied)
+        console.print(f"[green]✓[/green] applied {len(applied)} migration(s): {names}")
+    else:
+        console.print("[green]✓[/green] schema up to date")
+
+
+def _seed(database_url: str, *, scale: str, only_if_empty: bool) -> None:
+    from core_api.seed import is_seeded, seed_reference_and_flights
+    from core_api.seed.progress import RichProgress
+
+    if asyncio.run(is_seeded(database_url)):
+        if not only_if_empty:
+            console.print("[yellow]database already has flights; nothing seeded[/yellow]")
+        return
+    days = 60 if scale == "small" else 365
+    with RichProgress(console) as progress:
+        summary = asyncio.run(seed_reference_and_flights(database_url, days=days, progress=progress))
+    console.print(
+        f"[green]✓[/green] seeded {summary.airports:,} airports, {summary.airlines} airlines, "
+        f"{summary.flights:,} flights, {summary.fares:,} fares, {summary.seats:,} seats in {summary.seconds:.1f}s"
+    )
+
+
+@click.group()
+def main() -> None:
+    """Flightdesk: flight booking API, worker and data platform."""
+
+
+@main.command()
+def migrate() -> None:
+    """Apply pending database migrations."""
+    settings = _settings()
+    with services(settings) as urls:
+        _migrate(urls.database_url)
+
+
+@main.command()
+@click.option("--scale", type=click.Choice(["small", "large"]), default="small", show_default=True)
+def seed(scale: str) -> None:
+    """Migrate, then load demo reference data and flights (60 days; a year with --scale large)."""
+    settings = _settings()
+    with services(settings) as urls:
+        _migrate(urls.database_url)
+        _seed(urls.database_url, scale=scale, only_if_empty=False)
+
+
+def _serve_api(settings: Settings, urls: Services, workers: int, host: str, port: int) -> None:
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    # granian's workers read their settings from the environment.
+    os.environ.update(urls.environment())
+    if workers > 1:
+        # Prometheus counters are per process; a shared directory lets /metrics sum the workers.
+        metrics_dir = settings.state_dir.resolve() / "metrics"
+        metrics_dir.mkdir(parents=True, exist_ok=True)
+        for stale in metrics_dir.glob("*.db"):
+            stale.unlink()
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    Granian(
+        "core_api.app:build_app",
+        factory=True,
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        workers=workers,
+        log_access=False,
+        respawn_failed_workers=True,
+        process_name="flightdesk-api",
+    ).serve()
+
+
+@main.command()
+@click.option("--workers", type=click.IntRange(1, 64), default=None, help="Worker processes [FLIGHTDESK_API_WORKERS]")
+@click.option("--host", default=None, help="Bind address [FLIGHTDESK_API_HOST]")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port [FLIGHTDESK_API_PORT]")
+def api(workers: int | None, host: str | None, port: int | None) -> None:
+    """Serve the HTTP and WebSocket API with granian."""
+    settings = _settings()
+    with services(settings) as urls:
+        _serve_api(
+            settings, urls, workers or settings.api.workers, host or settings.api.host, port or settings.api.port
+        )
+
+
+@main.command()
+def worker() -> None:
+    """Run the background worker (arq)."""
+    from core_api.log import configure_logging
+    from core_api.worker import run
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+    with services(settings) as urls:
+        run(urls.redis_url)
+
+
+@main.command("create-user")
+@click.option("--email", required=True)
+@click.option("--password", required=True, help="At least 8 characters.")
+@click.option(
+    "--role",
+    type=click.Choice(["CUSTOMER", "TRAVEL_AGENT", "AIRLINE_AGENT", "BUSINESS_OWNER", "ADMIN"]),
+    default="CUSTOMER",
+    show_default=True,
+)
+@click.option("--full-name", default=None, help="Defaults to the email's local part.")
+@click.option("--airline-code", default=None, help="Required for AIRLINE_AGENT.")
+def create_user(email: str, password: str, role: str, full_name: str | None, airline_code: str | None) -> None:
+    """Create a user of any role (the first ADMIN comes from here)."""
+    from core_api.audit.service import Actor
+    from core_api.errors import AppError
+    from core_api.users import service as users
+    from core_api.users.schemas import Role
+
+    async def run(database_url: str) -> None:
+        async with await psycopg.AsyncConnection.connect(database_url) as conn, conn.transaction():
+            user = await users.create_user(
+                conn,
+                Actor(role="SYSTEM", user_agent="flightdesk-cli"),
+                email=email,
+                password=password,
+                full_name=full_name or email.split("@")[0],
+                role=Role(role),
+                airline_code=airline_code,
+            )
+        console.print(f"[green]✓[/green] created {user.role} {user.email} ({user.id})")
+
+    settings = _settings()
+    with services(settings, quiet=True) as urls:
+        try:
+            asyncio.run(run(urls.database_url))
+        except AppError as exc:
+            raise click.ClickException(exc.detail) from None
+
+
+class _Supervisor:
+    """Runs child processes, stops them all on SIGINT/SIGTERM or when one of them dies."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = {**os.environ, **env}
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.stopping = False
+
+    def start(self, name: str, *args: str) -> None:
+        # Own session: a terminal's Ctrl-C reaches only `up`, which then stops the children in order.
+        self.children[name] = subprocess.Popen(  # noqa: S603 - our own executable and fixed arguments
+            [sys.executable, "-m", "core_api.cli", *args], env=self.env, start_new_session=True
+        )
+
+    def _request_stop(self, signum: int, _: FrameType | None) -> None:
+        self.stopping = True
+
+    def wait(self) -> int:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._request_stop)
+        exit_code = 0
+        while not self.stopping:
+            for name, child in self.children.items():
+                if child.poll() is not None:
+                    console.print(f"[red]{name} exited with code {child.returncode}; stopping everything[/red]")
+                    exit_code = child.returncode or 1
+                    self.stopping = True
+            time.sleep(0.2)
+        self.stop()
+        return exit_code
+
+    def stop(self, timeout: float = 15.0) -> None:
+        console.print("[dim]stopping…[/dim]")
+        for child in self.children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for name, child in self.children.items():
+            try:
+                child.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                console.print(f"[yellow]{name} did not stop in {timeout:g}s; killing it[/yellow]")
+                child.kill()
+                child.wait()
+
+
+@main.command()
+@click.option("--workers", type=click.IntRange(1, 64), default=None, help="API worker processes.")
+def up(workers: int | None) -> None:
+    """Start everything with demo data: migrate, seed if empty, then API and worker."""
+    settings = _settings()
+    console.print("[bold]Flightdesk[/bold] starting")
+    with services(settings) as urls:
+        _migrate(urls.database_url)
+        _seed(urls.database_url, scale="small", only_if_empty=True)
+        supervisor = _Supervisor(urls.environment())
+        supervisor.start("api", "api", *(["--workers", str(workers)] if workers else []))
+        supervisor.start("worker", "worker")
+        base = settings.api_url
+        console.print(
+            f"\n[bold green]Flightdesk is up[/bold green]\n"
+            f"  API         {base}/api/v1\n"
+            f"  API docs    {base}/api/docs\n"
+            f"  OpenAPI     {base}/api/openapi.json\n"
+            f"  Health      {base}/api/v1/health/services\n"
+            f"  Metrics     {base}/metrics\n"
+            f"  PostgreSQL  {_redact(urls.database_url)}\n"
+            f"  Redis       {_redact(urls.redis_url)}\n"
+            "Press Ctrl-C to stop.\n"
+        )
+        exit_code = supervisor.wait()
+    console.print("[green]stopped[/green]")
+    sys.exit(exit_code)
+
+
+def _redact(url: str) -> str:
+    """A URL with any password masked, for printing."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+if __name__ == "__main__":
+    main()

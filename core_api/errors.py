@@ -1,0 +1,275 @@
+"""Application errors and their problem+json rendering (RFC 9457).
+
+Every error path of the API ends here: domain errors raised by services, Litestar's own HTTP errors (404 for
+unknown routes, 405, 413, validation), database errors mapped by :func:`map_database_error`, and anything
+unexpected, which becomes a 500 without internals.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import msgspec
+import psycopg
+from litestar import Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+if TYPE_CHECKING:
+    from litestar import Request
+    from litestar.types import ExceptionHandlersMap
+
+__all__ = [
+    "AppError",
+    "Conflict",
+    "FieldError",
+    "Forbidden",
+    "HoldExpired",
+    "IdempotencyKeyReused",
+    "InvalidState",
+    "NotFound",
+    "PaymentFailed",
+    "Problem",
+    "RateLimited",
+    "SeatTaken",
+    "ServiceUnavailable",
+    "SoldOut",
+    "Unauthorized",
+    "ValidationFailed",
+    "exception_handlers",
+    "map_database_error",
+]
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+class FieldError(msgspec.Struct, frozen=True):
+    field: str
+    message: str
+
+
+class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
+    """The problem+json body every error response carries."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: list[FieldError] | None = None
+
+
+class AppError(Exception):
+    """Base of the errors the API reports on purpose. Subclasses set ``status``, ``code`` and ``title``."""
+
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "BAD_REQUEST"
+    title: ClassVar[str] = "Bad request"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        errors: list[FieldError] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.detail = detail or self.title
+        self.errors = errors
+        self.headers = headers or {}
+        super().__init__(self.detail)
+
+
+class ValidationFailed(AppError):
+    status, code, title = 422, "VALIDATION_ERROR", "Validation failed"
+
+    @classmethod
+    def for_field(cls, field: str, message: str) -> ValidationFailed:
+        return cls(f"{field}: {message}", errors=[FieldError(field, message)])
+
+
+class Unauthorized(AppError):
+    status, code, title = 401, "UNAUTHORIZED", "Authentication required"
+
+
+class Forbidden(AppError):
+    status, code, title = 403, "FORBIDDEN", "Not allowed"
+
+
+class NotFound(AppError):
+    status, code, title = 404, "NOT_FOUND", "Not found"
+
+
+class Conflict(AppError):
+    status, code, title = 409, "CONFLICT", "Conflict"
+
+
+class SoldOut(Conflict):
+    code, title = "SOLD_OUT", "Not enough seats left"
+
+
+class SeatTaken(Conflict):
+    code, title = "SEAT_TAKEN", "Seat already taken"
+
+
+class InvalidState(Conflict):
+    code, title = "INVALID_STATE", "Not allowed in the current state"
+
+
+class HoldExpired(Conflict):
+    code, title = "HOLD_EXPIRED", "The booking hold has expired"
+
+
+class IdempotencyKeyReused(AppError):
+    status, code, title = 422, "IDEMPOTENCY_KEY_REUSED", "Idempotency key reused with another request"
+
+
+class PaymentFailed(AppError):
+    status, code, title = 402, "PAYMENT_FAILED", "Payment failed"
+
+
+class RateLimited(AppError):
+    status, code, title = 429, "RATE_LIMITED", "Too many requests"
+
+
+class ServiceUnavailable(AppError):
+    status, code, title = 503, "SERVICE_UNAVAILABLE", "Service temporarily unavailable"
+
+
+# Litestar's own HTTP errors, by status: the stable code and title we answer with.
+_HTTP_CODES: dict[int, tuple[str, str]] = {
+    400: ("BAD_REQUEST", "Bad request"),
+    401: ("UNAUTHORIZED", "Authentication required"),
+    403: ("FORBIDDEN", "Not allowed"),
+    404: ("NOT_FOUND", "Not found"),
+    405: ("METHOD_NOT_ALLOWED", "Method not allowed"),
+    406: ("NOT_ACCEPTABLE", "Not acceptable"),
+    413: ("PAYLOAD_TOO_LARGE", "Request body too large"),
+    415: ("UNSUPPORTED_MEDIA_TYPE", "Unsupported media type"),
+    429: ("RATE_LIMITED", "Too many requests"),
+    503: ("SERVICE_UNAVAILABLE", "Service temporarily unavailable"),
+}
+
+
+def problem_response(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[Problem]:
+    problem = Problem(
+        type=f"https://flightdesk.dev/problems/{code.lower().replace('_', '-')}",
+        title=title,
+        status=status,
+        detail=detail,
+        code=code,
+        errors=errors,
+    )
+    return Response(problem, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+def _app_error_handler(_: Request[Any, Any, Any], exc: AppError) -> Response[Problem]:
+    return problem_response(exc.status, exc.code, exc.title, exc.detail, exc.errors, exc.headers)
+
+
+# msgspec reports where a value failed as "... - at `$.passengers[0].first_name`".
+_MSGSPEC_LOCATION = re.compile(r"^(?P<message>.*?)(?: - at `\$\.?(?P<path>[^`]*)`)?$", re.DOTALL)
+
+
+def _validation_errors(exc: ValidationException) -> list[FieldError]:
+    errors: list[FieldError] = []
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    for item in extra:
+        if not isinstance(item, dict):
+            continue
+        match = _MSGSPEC_LOCATION.match(str(item.get("message", "invalid value")))
+        message = match["message"] if match else str(item.get("message"))
+        path = match["path"] if match and match["path"] else None
+        key = str(item.get("key") or "")
+        field = ".".join(part for part in (key, path) if part) or "body"
+        errors.append(FieldError(field, message))
+    if not errors:
+        match = _MSGSPEC_LOCATION.match(exc.detail or "")
+        if match and match["path"]:
+            errors.append(FieldError(match["path"], match["message"]))
+        else:
+            errors.append(FieldError("body", exc.detail or "invalid request"))
+    return errors
+
+
+def _validation_handler(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
+    errors = _validation_errors(exc)
+    detail = "; ".join(f"{error.field}: {error.message}" for error in errors)
+    return problem_response(422, "VALIDATION_ERROR", "Validation failed", detail, errors)
+
+
+def _http_error_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
+    status = exc.status_code
+    if status >= 500:
+        return _internal_error_handler(_, exc)
+    code, title = _HTTP_CODES.get(status, ("BAD_REQUEST" if status < 500 else "INTERNAL_ERROR", "Request failed"))
+    headers = {str(k): str(v) for k, v in (exc.headers or {}).items()}
+    # Litestar's 405 already lists the allowed methods in its Allow header.
+    return problem_response(status, code, title, exc.detail or title, headers=headers)
+
+
+def _internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    logger.error(
+        "unhandled error on %s %s", request.method, request.url.path, exc_info=(type(exc), exc, exc.__traceback__)
+    )
+    return problem_response(
+        HTTP_500_INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "Internal server error", "An unexpected error occurred."
+    )
+
+
+def _database_error_handler(request: Request[Any, Any, Any], exc: psycopg.Error) -> Response[Problem]:
+    mapped = map_database_error(exc)
+    if mapped is not None:
+        return _app_error_handler(request, mapped)
+    if isinstance(exc, psycopg.OperationalError):
+        logger.warning("database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        return problem_response(
+            503,
+            "SERVICE_UNAVAILABLE",
+            "Service temporarily unavailable",
+            "The database could not complete the request.",
+        )
+    return _internal_error_handler(request, exc)
+
+
+# Constraint names (see sql/migrations) whose violation is the caller's fault, and what to answer.
+_CONSTRAINT_ERRORS: dict[str, AppError] = {}
+
+
+def register_constraint(name: str, error: AppError) -> None:
+    """Declare the error a violated constraint stands for; domains call this for their own constraints."""
+    _CONSTRAINT_ERRORS[name] = error
+
+
+def map_database_error(exc: BaseException) -> AppError | None:
+    """Map a database error to the API error it means, or ``None`` when it is a fault of ours."""
+    if not isinstance(exc, psycopg.Error) or exc.diag is None:
+        return None
+    constraint = exc.diag.constraint_name
+    if constraint and constraint in _CONSTRAINT_ERRORS:
+        return _CONSTRAINT_ERRORS[constraint]
+    if isinstance(exc, psycopg.errors.UniqueViolation):
+        return Conflict("The resource already exists.")
+    if isinstance(exc, psycopg.errors.LockNotAvailable | psycopg.errors.SerializationFailure):
+        return Conflict("A concurrent change got there first; retry the request.")
+    return None
+
+
+def exception_handlers() -> ExceptionHandlersMap:
+    return {
+        AppError: _app_error_handler,
+        ValidationException: _validation_handler,
+        HTTPException: _http_error_handler,
+        psycopg.Error: _database_error_handler,
+        Exception: _internal_error_handler,
+    }

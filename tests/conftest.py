@@ -1,0 +1,150 @@
+"""Shared fixtures: real PostgreSQL and Redis, one migrated template database, one database per test.
+
+The servers are the ones named by ``FLIGHTDESK_TEST_DATABASE_URL`` / ``FLIGHTDESK_TEST_REDIS_URL`` when set
+(the URL's database is only used to connect; tests create their own), else embedded ones started once for the
+session under ``.flightdesk/test``. Each test that asks for ``database_url`` gets a fresh database cloned from a
+template migrated once per session; each test that asks for ``redis_url`` gets a flushed Redis database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+import redis.asyncio as aioredis
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg_pool import AsyncConnectionPool
+
+from core_api.app import create_app
+from core_api.db import create_pool
+from core_api.migrations import migrate
+from core_api.settings import Settings, load_settings
+from tests.support.asgi import serve_in_loop
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# Redis database the tests use (and flush) on the test server.
+TEST_REDIS_DB = 3
+
+
+def with_database(conninfo: str, dbname: str) -> str:
+    return make_conninfo(conninfo, dbname=dbname)
+
+
+@pytest.fixture(scope="session")
+def service_urls() -> Iterator[tuple[str, str]]:
+    """(PostgreSQL conninfo, Redis URL) of the servers the suite runs against."""
+    database_url = os.environ.get("FLIGHTDESK_TEST_DATABASE_URL")
+    redis_url = os.environ.get("FLIGHTDESK_TEST_REDIS_URL")
+    with contextlib.ExitStack() as stack:
+        if not database_url or not redis_url:
+            from core_api.embedded import embedded_services
+
+            handles = stack.enter_context(
+                embedded_services(REPO_ROOT / ".flightdesk" / "test", postgres=not database_url, redis=not redis_url)
+            )
+            database_url = database_url or handles.database_url
+            redis_url = redis_url or handles.redis_url
+        assert database_url
+        assert redis_url
+        yield database_url, redis_url
+
+
+@pytest.fixture(scope="session")
+def postgres_url(service_urls: tuple[str, str]) -> str:
+    """Conninfo of the PostgreSQL server (maintenance database ``postgres``)."""
+    return with_database(service_urls[0], "postgres")
+
+
+@pytest.fixture(scope="session")
+def redis_server_url(service_urls: tuple[str, str]) -> str:
+    return service_urls[1]
+
+
+@pytest.fixture(scope="session")
+async def template_database(postgres_url: str) -> AsyncIterator[str]:
+    """Name of a database migrated once for the session; tests clone it."""
+    name = f"fd_template_{os.getpid()}"
+    async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as conn:
+        await conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        await conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    await migrate(with_database(postgres_url, name))
+    yield name
+    async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as conn:
+        await conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@contextlib.asynccontextmanager
+async def cloned_database(postgres_url: str, template: str) -> AsyncIterator[str]:
+    name = f"fd_test_{uuid.uuid4().hex[:12]}"
+    async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as conn:
+        await conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
+                sql.Identifier(name), sql.Identifier(template)
+            )
+        )
+    try:
+        yield with_database(postgres_url, name)
+    finally:
+        async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as conn:
+            await conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+async def database_url(postgres_url: str, template_database: str) -> AsyncIterator[str]:
+    """A fresh, migrated database of this test's own."""
+    async with cloned_database(postgres_url, template_database) as url:
+        yield url
+
+
+@pytest.fixture
+async def redis_url(redis_server_url: str) -> AsyncIterator[str]:
+    """A Redis database flushed before the test."""
+    params = redis_server_url.rsplit("/", 1)[0] if redis_server_url.count("/") > 2 else redis_server_url
+    url = f"{params}/{TEST_REDIS_DB}"
+    client = aioredis.Redis.from_url(url)
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose()
+    return url
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str) -> Settings:
+    return load_settings(
+        {
+            "FLIGHTDESK_ENV": "test",
+            "FLIGHTDESK_DATABASE_URL": database_url,
+            "FLIGHTDESK_REDIS_URL": redis_url,
+            "FLIGHTDESK_DATABASE_POOL_MIN": "1",
+        },
+        dotenv=None,
+    )
+
+
+@pytest.fixture
+async def pool(settings: Settings, database_url: str) -> AsyncIterator[AsyncConnectionPool]:
+    pool = create_pool(settings, database_url, name="flightdesk-tests")
+    await pool.open(wait=True)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+def database_name(conninfo: str) -> str:
+    return conninfo_to_dict(conninfo)["dbname"] or "postgres"
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to the full app (lifespan run) over its own database and Redis, in the test's loop."""
+    async with serve_in_loop(create_app(settings)) as http:
+        yield http
