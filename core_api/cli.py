@@ -143,6 +143,8 @@ def _serve_api(settings: Settings, urls: Services, workers: int, host: str, port
     from granian import Granian
     from granian.constants import Interfaces
 
+    from core_api.log import dict_config
+
     # granian's workers read their settings from the environment.
     os.environ.update(urls.environment())
     if workers > 1:
@@ -160,8 +162,8 @@ def _serve_api(settings: Settings, urls: Services, workers: int, host: str, port
         interface=Interfaces.ASGI,
         workers=workers,
         log_access=False,
+        log_dictconfig=dict_config(settings.log_level),
         respawn_failed_workers=True,
-        process_name="flightdesk-api",
     ).serve()
 
 

@@ -12,7 +12,7 @@ import msgspec
 
 from core_api.context import request_id_var
 
-__all__ = ["JsonFormatter", "configure_logging"]
+__all__ = ["JsonFormatter", "configure_logging", "dict_config"]
 
 # Attributes every LogRecord has; anything else was passed with ``extra=`` and is emitted as a field.
 _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -49,5 +49,20 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "psycopg.pool"):
+    for noisy in ("httpx", "httpcore", "psycopg.pool", "pgserver"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def dict_config(level: str = "INFO") -> dict[str, Any]:
+    """The same JSON logging as a ``logging.config`` dict, for servers that configure logging themselves (granian)."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter}},
+        # granian's own loggers refer to handlers named "console" and "access": both become JSON on stderr.
+        "handlers": {
+            name: {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+            for name in ("console", "access")
+        },
+        "root": {"handlers": ["console"], "level": level},
+    }

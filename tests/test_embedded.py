@@ -27,15 +27,10 @@ import redis
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool
 
-from core_api.embedded import (
-    EmbeddedHandles,
-    EmbeddedServiceError,
-    ServiceUrls,
-    _Postgres,
-    _process_alive,
-    _Redis,
-    embedded_services,
-)
+from core_api.embedded import EmbeddedHandles, EmbeddedServiceError, ServiceUrls, embedded_services
+from core_api.embedded._holders import _process_alive
+from core_api.embedded._postgres import _Postgres
+from core_api.embedded._redis import _Redis
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -139,8 +139,8 @@ CREATE TABLE flight_prices (
 );
 
 -- The seat map of each flight.
+-- Keyed by (flight, seat number): the natural key is the only index a seat map needs besides its holder's.
 CREATE TABLE seats (
-    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     flight_id   bigint NOT NULL REFERENCES flights (id) ON DELETE CASCADE,
     seat_no     text NOT NULL CHECK (seat_no ~ '^[0-9]{1,2}[A-K]$'),
     cabin       text NOT NULL CHECK (cabin IN ('ECONOMY', 'PREMIUM_ECONOMY', 'BUSINESS', 'FIRST')),
@@ -148,10 +148,10 @@ CREATE TABLE seats (
     features    text[] NOT NULL DEFAULT '{}',
     status      text NOT NULL DEFAULT 'AVAILABLE' CHECK (status IN ('AVAILABLE', 'HELD', 'OCCUPIED', 'BLOCKED')),
     booking_id  uuid,
-    CONSTRAINT seats_one_per_flight UNIQUE (flight_id, seat_no),
+    CONSTRAINT seats_pkey PRIMARY KEY (flight_id, seat_no),
     CONSTRAINT seats_held_by_booking CHECK ((status IN ('HELD', 'OCCUPIED')) = (booking_id IS NOT NULL))
 );
-CREATE INDEX seats_booking_id_idx ON seats (booking_id);
+CREATE INDEX seats_booking_id_idx ON seats (booking_id) WHERE booking_id IS NOT NULL;
 
 -- Bookings ---------------------------------------------------------------------------------------
 

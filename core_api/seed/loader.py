@@ -1,0 +1,273 @@
+"""Writing the demo seed into PostgreSQL: one transaction, bulk ``COPY``, and nothing written twice.
+
+Airlines and airports are inserted with ``ON CONFLICT DO NOTHING`` (airports through a temporary table, as
+``COPY`` has no conflict clause). Flights already present for a (flight number, departure) are left alone, so a
+second run adds nothing and a run over a longer range only adds the missing days. Flight ids are drawn from the
+table's own identity sequence before the ``COPY`` (``COPY`` may write a ``GENERATED ALWAYS`` column), so fare
+buckets and seats can reference them without a read-back and later inserts keep numbering after them. Fare
+buckets and seats take their ids from their identity columns.
+
+Seats are most of the volume (about 47,000 a day). Each aircraft type's seat map is copied once into a temporary
+table and multiplied out server-side (``INSERT ... SELECT`` per chunk of flights): measured a little faster than
+streaming every seat row through ``COPY``, and it leaves the Python process idle. The server's per-row cost
+(three indexes and the foreign-key check on ``flight_id``) is what bounds the seed's time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+import psycopg
+
+from core_api.seed.reference import AIRLINES, Airport, load_airports
+from core_api.seed.schedule import PlannedFlight, daily_services, planned_flights
+
+if TYPE_CHECKING:
+    from psycopg import AsyncConnection
+
+__all__ = ["SeedProgress", "SeedSummary", "is_seeded", "seed_reference_and_flights"]
+
+# Two seeds started together (``flightdesk up`` in two shells) queue here instead of racing: "fd-seed".
+_ADVISORY_LOCK_KEY = 0x66642D73656564
+# How many rows to write between two progress updates.
+_PROGRESS_EVERY = 5_000
+
+_INSERT_AIRLINE = """
+INSERT INTO airlines (code, name, country) VALUES (%(code)s, %(name)s, %(country)s)
+ON CONFLICT (code) DO NOTHING
+"""
+_CREATE_AIRPORT_STAGING = "CREATE TEMPORARY TABLE seed_airports (LIKE airports) ON COMMIT DROP"
+_COPY_AIRPORT_STAGING = (
+    "COPY seed_airports (code, name, city, country, tz, latitude, longitude) FROM STDIN (FORMAT BINARY)"
+)
+_INSERT_STAGED_AIRPORTS = """
+INSERT INTO airports (code, name, city, country, tz, latitude, longitude)
+SELECT code, name, city, country, tz, latitude, longitude FROM seed_airports
+ON CONFLICT (code) DO NOTHING
+"""
+_EXISTING_DEPARTURES = """
+SELECT flight_number, departure_at FROM flights
+WHERE departure_at >= %(since)s::timestamptz AND departure_at <= %(until)s::timestamptz
+"""
+_RESERVE_FLIGHT_IDS = "SELECT nextval(pg_get_serial_sequence('flights', 'id')) FROM generate_series(1, %(count)s::int)"
+_COPY_FLIGHTS = """
+COPY flights (id, airline_code, flight_number, origin, destination, departure_at, arrival_at, aircraft)
+FROM STDIN (FORMAT BINARY)
+"""
+_COPY_FARES = """
+COPY flight_prices (flight_id, cabin, fare_class, price_amount, currency, seats_total, seats_available, refundable)
+FROM STDIN (FORMAT BINARY)
+"""
+_CREATE_SEAT_MAP_STAGING = """
+CREATE TEMPORARY TABLE seed_seat_maps (aircraft text, seat_no text, cabin text, row_no smallint, features text[])
+ON COMMIT DROP
+"""
+_COPY_SEAT_MAP_STAGING = "COPY seed_seat_maps (aircraft, seat_no, cabin, row_no, features) FROM STDIN (FORMAT BINARY)"
+_INSERT_SEATS_FROM_MAPS = """
+INSERT INTO seats (flight_id, seat_no, cabin, row_no, features)
+SELECT f.flight_id, m.seat_no, m.cabin, m.row_no, m.features
+FROM unnest(%(flight_ids)s::bigint[], %(aircraft)s::text[]) AS f (flight_id, aircraft)
+JOIN seed_seat_maps AS m USING (aircraft)
+ORDER BY f.flight_id
+"""
+# Flights per seat INSERT: small enough for a moving progress bar, large enough that round trips do not count.
+_SEAT_CHUNK_FLIGHTS = 500
+_IS_SEEDED = "SELECT EXISTS (SELECT 1 FROM flights)"
+
+
+class SeedProgress(Protocol):
+    """Receives progress as the seed writes; ``flightdesk seed`` draws bars from it."""
+
+    def start(self, task: str, total: int) -> None: ...
+
+    def advance(self, task: str, amount: int = 1) -> None: ...
+
+
+@dataclass(frozen=True)
+class SeedSummary:
+    """Rows this run inserted (zero for what was already there) and how long it took."""
+
+    airports: int
+    airlines: int
+    flights: int
+    fares: int
+    seats: int
+    seconds: float
+
+
+class _Silent:
+    def start(self, task: str, total: int) -> None:
+        pass
+
+    def advance(self, task: str, amount: int = 1) -> None:
+        pass
+
+
+async def is_seeded(conninfo: str) -> bool:
+    """Whether the database has any flights."""
+    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+        row = await (await conn.execute(_IS_SEEDED)).fetchone()
+        return bool(row and row[0])
+
+
+async def seed_reference_and_flights(
+    conninfo: str,
+    *,
+    days: int = 60,
+    start: date | None = None,
+    progress: SeedProgress | None = None,
+) -> SeedSummary:
+    """Load airlines, airports and ``days`` days of flights from ``start`` (default: today in UTC), all or nothing.
+
+    Safe to run again: rows already present are skipped, and the summary counts only the rows this run added.
+    """
+    if days < 0:
+        raise ValueError("days must not be negative")
+    began = time.perf_counter()
+    progress = progress or _Silent()
+    first_day = start or datetime.now(UTC).date()
+    airports = load_airports()
+    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK_KEY,))
+        airlines_added = await _insert_airlines(conn)
+        airports_added = await _insert_airports(conn, airports.values(), progress)
+        flights = await _new_flights(conn, first_day, days)
+        flight_ids = await _reserve_flight_ids(conn, len(flights))
+        await _copy_flights(conn, flights, flight_ids, progress)
+        fares = await _copy_fares(conn, flights, flight_ids, progress)
+        seats = await _copy_seats(conn, flights, flight_ids, progress)
+    return SeedSummary(
+        airports=airports_added,
+        airlines=airlines_added,
+        flights=len(flights),
+        fares=fares,
+        seats=seats,
+        seconds=time.perf_counter() - began,
+    )
+
+
+async def _insert_airlines(conn: AsyncConnection[Any]) -> int:
+    added = 0
+    async with conn.cursor() as cursor:
+        for airline in AIRLINES:
+            await cursor.execute(
+                _INSERT_AIRLINE, {"code": airline.code, "name": airline.name, "country": airline.country}
+            )
+            added += cursor.rowcount
+    return added
+
+
+async def _insert_airports(conn: AsyncConnection[Any], airports: Iterable[Airport], progress: SeedProgress) -> int:
+    rows = [(a.code, a.name, a.city, a.country, a.tz, a.latitude, a.longitude) for a in airports]
+    progress.start("airports", len(rows))
+    async with conn.cursor() as cursor:
+        await cursor.execute(_CREATE_AIRPORT_STAGING)
+        async with cursor.copy(_COPY_AIRPORT_STAGING) as copy:
+            copy.set_types(["text", "text", "text", "text", "text", "float8", "float8"])
+            for row in rows:
+                await copy.write_row(row)
+        await cursor.execute(_INSERT_STAGED_AIRPORTS)
+        progress.advance("airports", len(rows))
+        return cursor.rowcount
+
+
+async def _new_flights(conn: AsyncConnection[Any], first_day: date, days: int) -> list[PlannedFlight]:
+    """The planned flights not in the table yet (a rerun, or a range overlapping an earlier seed, skips those)."""
+    planned = list(planned_flights(first_day, days))
+    if not planned:
+        return []
+    longest = max(service.duration for service in daily_services())
+    window = {
+        "since": min(flight.departure_at for flight in planned),
+        "until": max(flight.departure_at for flight in planned) + longest + timedelta(days=1),
+    }
+    cursor = await conn.execute(_EXISTING_DEPARTURES, window)
+    existing = {(number, departure_at) for number, departure_at in await cursor.fetchall()}
+    return [flight for flight in planned if (flight.service.flight_number, flight.departure_at) not in existing]
+
+
+async def _reserve_flight_ids(conn: AsyncConnection[Any], count: int) -> list[int]:
+    if count == 0:
+        return []
+    cursor = await conn.execute(_RESERVE_FLIGHT_IDS, {"count": count})
+    return [flight_id for (flight_id,) in await cursor.fetchall()]
+
+
+async def _copy_flights(
+    conn: AsyncConnection[Any], flights: Sequence[PlannedFlight], flight_ids: Sequence[int], progress: SeedProgress
+) -> None:
+    progress.start("flights", len(flights))
+    async with conn.cursor() as cursor, cursor.copy(_COPY_FLIGHTS) as copy:
+        copy.set_types(["int8", "text", "text", "text", "text", "timestamptz", "timestamptz", "text"])
+        for written, (flight_id, flight) in enumerate(zip(flight_ids, flights, strict=True), start=1):
+            service = flight.service
+            await copy.write_row(
+                (
+                    flight_id,
+                    service.airline.code,
+                    service.flight_number,
+                    service.origin.code,
+                    service.destination.code,
+                    flight.departure_at,
+                    flight.arrival_at,
+                    service.aircraft.name,
+                )
+            )
+            if written % _PROGRESS_EVERY == 0:
+                progress.advance("flights", _PROGRESS_EVERY)
+    progress.advance("flights", len(flights) % _PROGRESS_EVERY)
+
+
+async def _copy_fares(
+    conn: AsyncConnection[Any], flights: Sequence[PlannedFlight], flight_ids: Sequence[int], progress: SeedProgress
+) -> int:
+    total = sum(len(flight.fares) for flight in flights)
+    progress.start("fares", total)
+    async with conn.cursor() as cursor, cursor.copy(_COPY_FARES) as copy:
+        copy.set_types(["int8", "text", "text", "int8", "text", "int4", "int4", "bool"])
+        for flight_id, flight in zip(flight_ids, flights, strict=True):
+            for fare in flight.fares:
+                await copy.write_row(
+                    (
+                        flight_id,
+                        fare.cabin.value,
+                        fare.fare_class,
+                        fare.price_amount,
+                        fare.currency,
+                        fare.seats_total,
+                        fare.seats_total,
+                        fare.refundable,
+                    )
+                )
+            progress.advance("fares", len(flight.fares))
+    return total
+
+
+async def _copy_seats(
+    conn: AsyncConnection[Any], flights: Sequence[PlannedFlight], flight_ids: Sequence[int], progress: SeedProgress
+) -> int:
+    total = sum(len(flight.service.aircraft.seats) for flight in flights)
+    progress.start("seats", total)
+    aircraft = {flight.service.aircraft.name: flight.service.aircraft for flight in flights}
+    async with conn.cursor() as cursor:
+        await cursor.execute(_CREATE_SEAT_MAP_STAGING)
+        async with cursor.copy(_COPY_SEAT_MAP_STAGING) as copy:
+            copy.set_types(["text", "text", "text", "int2", "text[]"])
+            for name, model in aircraft.items():
+                for seat in model.seats:
+                    await copy.write_row((name, seat.seat_no, seat.cabin.value, seat.row_no, list(seat.features)))
+        for begin in range(0, len(flights), _SEAT_CHUNK_FLIGHTS):
+            chunk = flights[begin : begin + _SEAT_CHUNK_FLIGHTS]
+            await cursor.execute(
+                _INSERT_SEATS_FROM_MAPS,
+                {
+                    "flight_ids": flight_ids[begin : begin + _SEAT_CHUNK_FLIGHTS],
+                    "aircraft": [flight.service.aircraft.name for flight in chunk],
+                },
+            )
+            progress.advance("seats", cursor.rowcount)
+    return total
