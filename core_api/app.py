@@ -21,14 +21,21 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.static_files import create_static_files_router
 from litestar.status_codes import HTTP_404_NOT_FOUND
 
+from core_api.auth.guards import AuthenticationMiddleware, authorize
+from core_api.auth.lockout import LoginThrottle
+from core_api.auth.routes import route_handlers as auth_routes
+from core_api.auth.service import AuthContext
+from core_api.auth.tokens import load_keyring
 from core_api.db import create_pool
 from core_api.deps import provide_pool, provide_redis
 from core_api.errors import exception_handlers, problem_response
 from core_api.health.routes import route_handlers as health_routes
 from core_api.log import configure_logging
 from core_api.middleware import RequestContextMiddleware
+from core_api.ratelimit import RateLimitMiddleware, parse_rate_limits
 from core_api.redis_client import create_redis
 from core_api.settings import Settings, get_settings
+from core_api.users.routes import route_handlers as user_routes
 
 __all__ = ["build_app", "create_app"]
 
@@ -66,20 +73,30 @@ def create_app(settings: Settings, *, database_url: str | None = None, redis_url
     if not database_url or not redis_url:
         raise RuntimeError("create_app needs database and Redis URLs; `flightdesk api` starts embedded servers")
 
+    keyring = load_keyring(settings)
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         pool = create_pool(settings, database_url)
         # Waiting makes a wrong DSN or a missing server fail the start, not the first request.
         await pool.open(wait=True)
         redis = create_redis(settings, redis_url)
+        throttle = LoginThrottle(redis, settings.auth.login_max_failures, settings.auth.login_window_seconds)
         app.state.pool, app.state.redis = pool, redis
+        app.state.auth = AuthContext(settings, keyring, pool, throttle)
         try:
             yield
         finally:
             await redis.aclose()
             await pool.close()
 
-    api = Router(path=API_PREFIX, route_handlers=[*health_routes])
+    api = Router(
+        path=API_PREFIX,
+        route_handlers=[*health_routes, *auth_routes, *user_routes],
+        guards=[authorize],
+        # Authentication first, so that rate limits count per user rather than per IP where they can.
+        middleware=[AuthenticationMiddleware(), RateLimitMiddleware(parse_rate_limits(settings.rate_limits))],
+    )
     swagger_assets = create_static_files_router(
         path=SWAGGER_ASSETS, directories=[Path(swagger_ui_bundle.swagger_ui_path)], include_in_schema=False
     )

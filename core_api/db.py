@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 from psycopg import AsyncConnection
-from psycopg.rows import RowMaker, dict_row
+from psycopg.rows import DictRow, RowMaker, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 if TYPE_CHECKING:
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SQL_DIR",
+    "DbPool",
     "Queries",
     "create_pool",
     "load_queries",
@@ -36,6 +37,9 @@ __all__ = [
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 
 T = TypeVar("T", bound=msgspec.Struct)
+
+# Pooled connections return rows as dicts unless a query asks for a Struct.
+DbPool = AsyncConnectionPool[AsyncConnection[DictRow]]
 
 _HEADER = re.compile(r"^-- (?P<name>[a-z_][a-z0-9_]*) --\s*$")
 
@@ -90,13 +94,14 @@ async def _configure(conn: AsyncConnection[Any]) -> None:
     await conn.execute("SET TIME ZONE 'UTC'")
 
 
-def create_pool(settings: Settings, conninfo: str, *, name: str = "flightdesk") -> AsyncConnectionPool:
+def create_pool(settings: Settings, conninfo: str, *, name: str = "flightdesk") -> DbPool:
     """An unopened pool; open it (``await pool.open(wait=True)``) in the lifespan so a bad DSN fails at start."""
     options = (
         f"-c statement_timeout={settings.database.statement_timeout_ms} -c idle_in_transaction_session_timeout=60000"
     )
     return AsyncConnectionPool(
         conninfo,
+        connection_class=AsyncConnection[DictRow],
         min_size=settings.database.pool_min,
         max_size=settings.database.pool_max,
         kwargs={"autocommit": True, "row_factory": dict_row, "options": options, "application_name": name},
@@ -108,7 +113,7 @@ def create_pool(settings: Settings, conninfo: str, *, name: str = "flightdesk") 
 
 
 @asynccontextmanager
-async def transaction(pool: AsyncConnectionPool) -> AsyncIterator[AsyncConnection[Any]]:
+async def transaction(pool: DbPool) -> AsyncIterator[AsyncConnection[DictRow]]:
     """Run the block in one transaction on a pooled connection: commit on success, roll back on any error."""
     async with pool.connection() as conn, conn.transaction():
         yield conn

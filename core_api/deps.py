@@ -7,15 +7,16 @@ from typing import TypeAlias
 import redis.asyncio as aioredis
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from psycopg_pool import AsyncConnectionPool
+
+from core_api.db import DbPool
 
 __all__ = ["Pool", "Redis", "provide_pool", "provide_redis"]
 
-Pool: TypeAlias = NamedDependency[AsyncConnectionPool]
+Pool: TypeAlias = NamedDependency[DbPool]
 Redis: TypeAlias = NamedDependency[aioredis.Redis]
 
 
-def provide_pool(state: State) -> AsyncConnectionPool:
+def provide_pool(state: State) -> DbPool:
     return state.pool
 
 

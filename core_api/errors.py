@@ -181,6 +181,10 @@ def _app_error_handler(_: Request[Any, Any, Any], exc: AppError) -> Response[Pro
 _MSGSPEC_LOCATION = re.compile(r"^(?P<message>.*?)(?: - at `\$\.?(?P<path>[^`]*)`)?$", re.DOTALL)
 
 
+# "Object missing required field `x`" / "Object contains unknown field `x`": the field is in the message.
+_NAMED_FIELD = re.compile(r"(?:missing required|contains unknown) field `(?P<name>[^`]+)`")
+
+
 def _validation_errors(exc: ValidationException) -> list[FieldError]:
     errors: list[FieldError] = []
     extra = exc.extra if isinstance(exc.extra, list) else []
@@ -190,8 +194,11 @@ def _validation_errors(exc: ValidationException) -> list[FieldError]:
         match = _MSGSPEC_LOCATION.match(str(item.get("message", "invalid value")))
         message = match["message"] if match else str(item.get("message"))
         path = match["path"] if match and match["path"] else None
-        key = str(item.get("key") or "")
-        field = ".".join(part for part in (key, path) if part) or "body"
+        # The body parameter's own name ("data") is not a field the client knows about.
+        key = "" if item.get("key") == "data" else str(item.get("key") or "")
+        named = _NAMED_FIELD.search(message)
+        parts = [part for part in (key, path, named["name"] if named else None) if part]
+        field = ".".join(parts).replace(".[", "[") or "body"
         errors.append(FieldError(field, message))
     if not errors:
         match = _MSGSPEC_LOCATION.match(exc.detail or "")

@@ -16,6 +16,7 @@ import msgspec
 
 __all__ = [
     "ApiSettings",
+    "AuthSettings",
     "DatabaseSettings",
     "RedisSettings",
     "Settings",
@@ -72,6 +73,26 @@ class ApiSettings(_Section, frozen=True):
     """URL printed for the API; defaults to http://host:port."""
 
 
+class AuthSettings(_Section, frozen=True):
+    jwt_keys: str | None = None
+    """HS256 signing keys as ``kid:secret`` pairs, comma separated; the first signs, all verify (rotation).
+    Unset: outside production a random key is generated once and kept in ``<state_dir>/jwt.key``."""
+    issuer: str = "flightdesk"
+    """``iss`` of access tokens."""
+    audience: str = "flightdesk-api"
+    """``aud`` of access tokens."""
+    access_ttl_seconds: int = 900
+    """Lifetime of an access token (at most 15 minutes)."""
+    refresh_ttl_seconds: int = 14 * 24 * 3600
+    """Lifetime of one refresh token; each refresh issues a new one."""
+    session_ttl_seconds: int = 30 * 24 * 3600
+    """Absolute lifetime of a refresh-token family (a login session), however often it is refreshed."""
+    login_max_failures: int = 5
+    """Failed logins (or reset requests) per email within the window before further attempts get 429."""
+    login_window_seconds: int = 900
+    """The lockout window."""
+
+
 class WarehouseSettings(_Section, frozen=True):
     path: Path | None = None
     """DuckDB file of the marts; default ``<state_dir>/warehouse.duckdb``."""
@@ -84,9 +105,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """Level of the JSON logs written to stderr."""
     state_dir: Path = Path(".flightdesk")
     """Where embedded servers, the warehouse and run files live."""
+    rate_limits: str = "10/second;100/minute;1000/hour"
+    """Request limits per client (user id when authenticated, else IP): ``N/second|minute|hour|day`` tiers."""
     database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
     redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
     api: ApiSettings = msgspec.field(default_factory=ApiSettings)
+    auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
     warehouse: WarehouseSettings = msgspec.field(default_factory=WarehouseSettings)
 
     @property
@@ -102,6 +126,7 @@ _SECTIONS: dict[str, type[_Section]] = {
     "database": DatabaseSettings,
     "redis": RedisSettings,
     "api": ApiSettings,
+    "auth": AuthSettings,
     "warehouse": WarehouseSettings,
 }
 
@@ -206,10 +231,21 @@ def _check(settings: Settings) -> None:
         "FLIGHTDESK_DATABASE_POOL_MIN": not 0 <= settings.database.pool_min <= settings.database.pool_max,
         "FLIGHTDESK_DATABASE_STATEMENT_TIMEOUT_MS": settings.database.statement_timeout_ms < 0,
         "FLIGHTDESK_REDIS_TIMEOUT_SECONDS": not 0 < settings.redis.timeout_seconds <= 60,
+        "FLIGHTDESK_AUTH_ACCESS_TTL_SECONDS": not 30 <= settings.auth.access_ttl_seconds <= 900,
+        "FLIGHTDESK_AUTH_REFRESH_TTL_SECONDS": settings.auth.refresh_ttl_seconds < 60,
+        "FLIGHTDESK_AUTH_SESSION_TTL_SECONDS": settings.auth.session_ttl_seconds < settings.auth.refresh_ttl_seconds,
+        "FLIGHTDESK_AUTH_LOGIN_MAX_FAILURES": settings.auth.login_max_failures < 1,
+        "FLIGHTDESK_AUTH_LOGIN_WINDOW_SECONDS": settings.auth.login_window_seconds < 1,
     }
     for variable, bad in problems.items():
         if bad:
             raise SettingsError(f"{variable}: value out of range")
+    from core_api.ratelimit import parse_rate_limits
+
+    try:
+        parse_rate_limits(settings.rate_limits)
+    except ValueError as exc:
+        raise SettingsError(f"FLIGHTDESK_RATE_LIMITS: {exc}") from None
 
 
 @functools.cache

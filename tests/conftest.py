@@ -18,6 +18,7 @@ import httpx
 import psycopg
 import pytest
 import redis.asyncio as aioredis
+from litestar import Litestar
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool
@@ -31,6 +32,7 @@ from tests.support.asgi import serve_in_loop
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Redis database the tests use (and flush) on the test server.
 TEST_REDIS_DB = 3
+TEST_JWT_KEYS = "test-2026:0123456789abcdef0123456789abcdef-test-signing-key"
 
 
 def with_database(conninfo: str, dbname: str) -> str:
@@ -124,6 +126,9 @@ def settings(database_url: str, redis_url: str) -> Settings:
             "FLIGHTDESK_DATABASE_URL": database_url,
             "FLIGHTDESK_REDIS_URL": redis_url,
             "FLIGHTDESK_DATABASE_POOL_MIN": "1",
+            "FLIGHTDESK_AUTH_JWT_KEYS": TEST_JWT_KEYS,
+            # Tests log in many times from one address; the limiter itself is tested with its own tiers.
+            "FLIGHTDESK_RATE_LIMITS": "10000/second",
         },
         dotenv=None,
     )
@@ -144,7 +149,12 @@ def database_name(conninfo: str) -> str:
 
 
 @pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+def app(settings: Settings) -> Litestar:
+    return create_app(settings)
+
+
+@pytest.fixture
+async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client talking to the full app (lifespan run) over its own database and Redis, in the test's loop."""
-    async with serve_in_loop(create_app(settings)) as http:
+    async with serve_in_loop(app) as http:
         yield http

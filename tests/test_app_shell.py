@@ -1,5 +1,7 @@
 """What every response of the API shell carries: problem+json errors, request ids, security headers, docs."""
 
+import json
+import logging
 import re
 
 import httpx
@@ -9,6 +11,7 @@ from litestar.params import JSONBody
 
 from core_api.app import SWAGGER_ASSETS
 from core_api.errors import exception_handlers
+from core_api.log import JsonFormatter
 from core_api.middleware import RequestContextMiddleware
 from core_api.users.schemas import Role
 from tests.support.asgi import serve_in_loop
@@ -160,3 +163,30 @@ async def test_internal_error_hides_internals(echo_client: httpx.AsyncClient) ->
     assert "hunter2" not in response.text
     assert "RuntimeError" not in response.text
     assert body["detail"] == "An unexpected error occurred."
+
+
+async def test_log_lines_are_json_and_carry_the_request_id(echo_client: httpx.AsyncClient) -> None:
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(self.format(record))
+
+    handler = Collect()
+    handler.setFormatter(JsonFormatter())
+    root, level = logging.getLogger(), logging.getLogger().level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        response = await echo_client.post("/boom", headers={"Authorization": "Bearer secret-token"})
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    entries = [json.loads(line) for line in lines]
+    request_id = response.headers["x-request-id"]
+    error = next(entry for entry in entries if entry["level"] == "ERROR")
+    access = next(entry for entry in entries if entry["logger"] == "flightdesk.access")
+    assert error["request_id"] == request_id
+    assert access["request_id"] == request_id
+    assert access["status"] == 500
+    assert "secret-token" not in "".join(lines)

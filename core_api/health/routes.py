@@ -6,6 +6,7 @@ from importlib.metadata import version
 
 from litestar import Response, get
 
+from core_api.auth.guards import PUBLIC
 from core_api.deps import Pool, Redis
 from core_api.health.schemas import Health, ServicesHealth
 from core_api.health.service import check_services
@@ -15,13 +16,13 @@ __all__ = ["route_handlers"]
 _VERSION = version("flightdesk")
 
 
-@get("/health", operation_id="getHealth", tags=["ops"], cache=False)
+@get("/health", operation_id="getHealth", tags=["ops"], opt=PUBLIC)
 async def health() -> Health:
     """Liveness: the API process is up and serving."""
     return Health(status="ok", version=_VERSION)
 
 
-@get("/health/services", operation_id="getServicesHealth", tags=["ops"])
+@get("/health/services", operation_id="getServicesHealth", tags=["ops"], opt=PUBLIC)
 async def services_health(pool: Pool, redis: Redis) -> Response[ServicesHealth]:
     """Round-trip each dependency (PostgreSQL, Redis, worker heartbeat) and report it up or down with its latency.
 

@@ -13,7 +13,8 @@ from core_api.worker import HEARTBEAT_KEY, HEARTBEAT_STALE_SECONDS
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
-    from psycopg_pool import AsyncConnectionPool
+
+    from core_api.db import DbPool
 
 __all__ = ["check_services"]
 
@@ -33,7 +34,7 @@ async def _timed(name: str, probe: Callable[[], Awaitable[str | None]]) -> Servi
     return ServiceHealth(name, "up", latency_ms=latency, detail=detail)
 
 
-async def check_services(pool: AsyncConnectionPool, redis: aioredis.Redis) -> ServicesHealth:
+async def check_services(pool: DbPool, redis: aioredis.Redis) -> ServicesHealth:
     async def postgres() -> str | None:
         async with pool.connection(timeout=CHECK_TIMEOUT_SECONDS) as conn:
             await conn.execute("SELECT 1")

@@ -1,0 +1,280 @@
+"""Authentication rules: register, log in, refresh with rotation and reuse detection, log out, reset passwords.
+
+A login opens a session: one refresh-token family with an absolute lifetime. Every refresh spends the presented
+token and issues a new one in the same family; presenting a spent token again means it was stolen (or replayed),
+so the whole family is revoked. Ending a session (logout, reuse, password change, deactivation) also ends its
+access tokens, because every authenticated request checks its session (see :func:`authenticate`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+
+from core_api.audit.service import Actor, record
+from core_api.auth.lockout import LoginThrottle
+from core_api.auth.passwords import hash_password, verify_password
+from core_api.auth.schemas import Principal, TokenPair
+from core_api.auth.tokens import (
+    Keyring,
+    decode_access_token,
+    hash_opaque_token,
+    issue_access_token,
+    new_opaque_token,
+)
+from core_api.db import DbPool, load_queries, struct_row, transaction
+from core_api.errors import Forbidden, RateLimited, Unauthorized
+from core_api.settings import Settings
+from core_api.users.schemas import Role, User
+from core_api.users.service import create_user, normalise_email, validate_password
+
+__all__ = [
+    "authenticate",
+    "confirm_password_reset",
+    "login",
+    "logout",
+    "refresh",
+    "register",
+    "request_password_reset",
+    "revoke_user_sessions",
+]
+
+QUERIES = load_queries("auth")
+PASSWORD_RESET_TTL_SECONDS = 30 * 60
+
+_INVALID_CREDENTIALS = "Invalid email or password."
+
+
+class AuthContext:
+    """What the auth flows need from the app: settings, signing keys, the pool and the login throttle."""
+
+    def __init__(self, settings: Settings, keyring: Keyring, pool: DbPool, throttle: LoginThrottle):
+        self.settings = settings
+        self.keyring = keyring
+        self.pool = pool
+        self.throttle = throttle
+
+
+async def _open_session(ctx: AuthContext, tx: AsyncConnection[Any], user: User, actor: Actor) -> TokenPair:
+    family_id = uuid.uuid4()
+    await tx.execute(
+        QUERIES["open_session"],
+        {
+            "user_id": user.id,
+            "family_id": family_id,
+            "ip": actor.ip,
+            "user_agent": actor.user_agent[:512] if actor.user_agent else None,
+            "ttl": ctx.settings.auth.session_ttl_seconds,
+        },
+    )
+    return await _issue_pair(ctx, tx, user, family_id)
+
+
+async def _issue_pair(ctx: AuthContext, tx: AsyncConnection[Any], user: User, family_id: uuid.UUID) -> TokenPair:
+    refresh_token = new_opaque_token("rt")
+    await tx.execute(
+        QUERIES["insert_refresh_token"],
+        {
+            "user_id": user.id,
+            "family_id": family_id,
+            "token_hash": hash_opaque_token(refresh_token),
+            "ttl": ctx.settings.auth.refresh_ttl_seconds,
+        },
+    )
+    access_token, claims = issue_access_token(
+        ctx.keyring, ctx.settings, user_id=user.id, role=user.role.value, session_id=family_id
+    )
+    return TokenPair(
+        user=user, access_token=access_token, refresh_token=refresh_token, expires_in=claims.exp - claims.iat
+    )
+
+
+async def register(ctx: AuthContext, actor: Actor, *, email: str, password: str, full_name: str) -> TokenPair:
+    """Self-registration: always a CUSTOMER, logged in at once."""
+    async with transaction(ctx.pool) as tx:
+        user = await create_user(tx, actor, email=email, password=password, full_name=full_name, role=Role.CUSTOMER)
+        pair = await _open_session(ctx, tx, user, actor)
+        await record(tx, "auth.register", Actor(id=user.id, role=user.role, ip=actor.ip, user_agent=actor.user_agent),
+                     ("user", user.id))  # fmt: skip
+    return pair
+
+
+async def _locked_out(ctx: AuthContext, kind: str, email: str) -> None:
+    retry_after = await ctx.throttle.retry_after(kind, email)
+    if retry_after is not None:
+        raise RateLimited(
+            "Too many failed attempts for this account; try again later.",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
+async def login(ctx: AuthContext, actor: Actor, *, email: str, password: str) -> TokenPair:
+    """Check the password (same cost whether or not the email exists) and open a session."""
+    email = email.strip()
+    await _locked_out(ctx, "login", email)
+    async with ctx.pool.connection() as conn:
+        row = await (await conn.execute(QUERIES["user_for_login"], {"email": email})).fetchone()
+    matches, needs_rehash = await verify_password(row["password_hash"] if row else None, password)
+    if not matches:
+        locked_now = await ctx.throttle.record_failure("login", email)
+        async with transaction(ctx.pool) as tx:
+            user_id = row["id"] if row else None
+            await record(
+                tx, "auth.login_failed", actor, ("user", user_id) if user_id else None,
+                metadata={"email_sha256": hash_opaque_token(email.lower()).hex(), "known_user": row is not None},
+            )  # fmt: skip
+            if locked_now:
+                await record(tx, "auth.lockout", actor, ("user", user_id) if user_id else None,
+                             metadata={"email_sha256": hash_opaque_token(email.lower()).hex()})  # fmt: skip
+        raise Unauthorized(_INVALID_CREDENTIALS)
+    assert row is not None
+    if not row["is_active"]:
+        async with transaction(ctx.pool) as tx:
+            await record(tx, "auth.login_failed", actor, ("user", row["id"]), metadata={"reason": "inactive"})
+        raise Forbidden("This account is deactivated.")
+    await ctx.throttle.clear("login", email)
+    new_hash = await hash_password(password) if needs_rehash else None
+    async with transaction(ctx.pool) as tx:
+        async with tx.cursor(row_factory=struct_row(User)) as cursor:
+            await cursor.execute(QUERIES["record_login"], {"user_id": row["id"], "new_hash": new_hash})
+            user = await cursor.fetchone()
+        assert user is not None
+        pair = await _open_session(ctx, tx, user, actor)
+        user_actor = Actor(id=user.id, role=user.role, ip=actor.ip, user_agent=actor.user_agent)
+        await record(tx, "auth.login", user_actor, ("user", user.id), metadata={"rehashed": new_hash is not None})
+    return pair
+
+
+async def refresh(ctx: AuthContext, actor: Actor, *, refresh_token: str) -> TokenPair:
+    """Spend a refresh token for a new pair; a token presented twice revokes its whole family."""
+    async with transaction(ctx.pool) as tx:
+        token = await (
+            await tx.execute(QUERIES["lock_refresh_token"], {"token_hash": hash_opaque_token(refresh_token)})
+        ).fetchone()
+        if token is None:
+            raise Unauthorized("The refresh token is not valid.")
+        now = datetime.now(UTC)
+        if token["spent_at"] is not None and token["revoked_at"] is None and token["session_revoked_at"] is None:
+            await tx.execute(QUERIES["revoke_family"], {"family_id": token["family_id"], "reason": "reuse_detected"})
+            await record(
+                tx, "auth.refresh_reuse_detected", actor, ("user", token["user_id"]),
+                metadata={"session_id": str(token["family_id"])},
+            )  # fmt: skip
+        elif (
+            token["spent_at"] is not None
+            or token["revoked_at"] is not None
+            or token["session_revoked_at"] is not None
+            or token["expires_at"] <= now
+            or token["session_expires_at"] <= now
+        ):
+            raise Unauthorized("The refresh token is not valid.")
+        else:
+            async with tx.cursor(row_factory=struct_row(User)) as cursor:
+                await cursor.execute(QUERIES["user_by_id"], {"user_id": token["user_id"]})
+                user = await cursor.fetchone()
+            if user is None or not user.is_active:
+                raise Unauthorized("The refresh token is not valid.")
+            await tx.execute(QUERIES["spend_refresh_token"], {"id": token["id"]})
+            await tx.execute(QUERIES["touch_session"], {"family_id": token["family_id"], "ip": actor.ip})
+            pair = await _issue_pair(ctx, tx, user, token["family_id"])
+            user_actor = Actor(id=user.id, role=user.role, ip=actor.ip, user_agent=actor.user_agent)
+            await record(tx, "auth.refresh", user_actor, ("user", user.id),
+                         metadata={"session_id": str(token["family_id"])})  # fmt: skip
+            return pair
+    # The revocation above is committed before the caller hears "no".
+    raise Unauthorized("The refresh token was already used; the session has been revoked.")
+
+
+async def logout(ctx: AuthContext, actor: Actor, principal: Principal) -> None:
+    """Blacklist this access token until it expires and end its session."""
+    async with transaction(ctx.pool) as tx:
+        await tx.execute(
+            QUERIES["blacklist_token"],
+            {
+                "jti": principal.token_id,
+                "user_id": principal.id,
+                "expires_at": datetime.fromtimestamp(principal.token_expires_at, UTC),
+                "reason": "logout",
+            },
+        )
+        await tx.execute(QUERIES["revoke_family"], {"family_id": principal.session_id, "reason": "logout"})
+        await record(tx, "auth.logout", actor, ("user", principal.id),
+                     metadata={"session_id": str(principal.session_id)})  # fmt: skip
+
+
+async def revoke_user_sessions(tx: AsyncConnection[Any], user_id: uuid.UUID, reason: str) -> None:
+    """End every session of a user (their access tokens stop working with them)."""
+    await tx.execute(QUERIES["revoke_user_sessions"], {"user_id": user_id, "reason": reason})
+
+
+async def request_password_reset(ctx: AuthContext, actor: Actor, *, email: str) -> str | None:
+    """Create a reset token for the account behind ``email``; the caller never learns whether one exists.
+
+    Returns the token for delivery (the notification issue emails it), or ``None`` when no account matches.
+    """
+    email = normalise_email(email)
+    await _locked_out(ctx, "password_reset", email)
+    # Every request counts toward the per-email limit, so the endpoint cannot be used to flood a mailbox.
+    locked_now = await ctx.throttle.record_failure("password_reset", email)
+    async with transaction(ctx.pool) as tx:
+        row = await (await tx.execute(QUERIES["user_for_login"], {"email": email})).fetchone()
+        if locked_now:
+            await record(tx, "auth.lockout", actor, ("user", row["id"]) if row else None,
+                         metadata={"kind": "password_reset"})  # fmt: skip
+        if row is None or not row["is_active"]:
+            return None
+        token = new_opaque_token("pr")
+        await tx.execute(
+            QUERIES["insert_password_reset"],
+            {"user_id": row["id"], "token_hash": hash_opaque_token(token), "ttl": PASSWORD_RESET_TTL_SECONDS},
+        )
+        await record(tx, "auth.password_reset_requested", actor, ("user", row["id"]))
+    return token
+
+
+async def confirm_password_reset(ctx: AuthContext, actor: Actor, *, token: str, new_password: str) -> None:
+    """Spend a reset token: set the new password and end every session of the user."""
+    validate_password(new_password, "new_password")
+    password_hash = await hash_password(new_password)
+    async with transaction(ctx.pool) as tx:
+        row = await (
+            await tx.execute(QUERIES["take_password_reset"], {"token_hash": hash_opaque_token(token)})
+        ).fetchone()
+        if row is None:
+            raise Unauthorized("The reset token is invalid or expired.")
+        await tx.execute(QUERIES["change_password"], {"user_id": row["user_id"], "password_hash": password_hash})
+        await revoke_user_sessions(tx, row["user_id"], "password_reset")
+        await record(tx, "auth.password_reset_completed", actor, ("user", row["user_id"]))
+
+
+async def authenticate(ctx: AuthContext, token: str) -> Principal:
+    """The caller behind a bearer token, checked against the database: live user, open session, not blacklisted."""
+    claims = decode_access_token(ctx.keyring, ctx.settings, token)
+    async with ctx.pool.connection() as conn:
+        row = await (
+            await conn.execute(QUERIES["principal_state"], {"sub": claims.sub, "sid": claims.sid, "jti": claims.jti})
+        ).fetchone()
+    changed_at = row["credentials_changed_at"] if row else None
+    if (
+        row is None
+        or not row["is_active"]
+        or row["deleted_at"] is not None
+        or row["session_revoked_at"] is not None
+        or row["blacklisted"]
+        or (changed_at is not None and claims.iat < int(changed_at.timestamp()))
+    ):
+        raise Unauthorized(
+            "The access token has been revoked.",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token", error_description="token revoked"'},
+        )
+    return Principal(
+        id=row["id"],
+        role=Role(row["role"]),
+        airline_code=row["airline_code"],
+        session_id=claims.sid,
+        token_id=claims.jti,
+        token_expires_at=claims.exp,
+    )

@@ -1,0 +1,165 @@
+"""Access tokens (short-lived JWTs) and refresh tokens (opaque, stored hashed).
+
+Access tokens are HS256 JWTs with ``typ: at+jwt`` in the header (RFC 9068), a ``kid`` naming the key that signed
+them, and the claims ``sub``, ``role``, ``sid`` (the session, i.e. refresh-token family), ``jti``, ``iat``, ``exp``,
+``iss`` and ``aud``. Verification pins the algorithm, so ``alg: none`` or a switched algorithm never verifies; a
+refresh token can never pass as an access token because it is not a JWT at all.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+import msgspec
+
+from core_api.errors import Unauthorized
+from core_api.settings import Settings
+
+__all__ = [
+    "ALGORITHM",
+    "AccessClaims",
+    "Keyring",
+    "KeyringError",
+    "decode_access_token",
+    "hash_opaque_token",
+    "issue_access_token",
+    "load_keyring",
+    "new_opaque_token",
+]
+
+logger = logging.getLogger(__name__)
+
+ALGORITHM = "HS256"
+TOKEN_TYPE = "at+jwt"  # noqa: S105 - the JWT "typ" of access tokens (RFC 9068), not a secret
+_MIN_SECRET_BYTES = 32
+
+
+class KeyringError(Exception):
+    """The signing keys are missing or malformed."""
+
+
+@dataclass(frozen=True)
+class Keyring:
+    """Keys by id: the first signs new tokens, every one verifies (old keys stay until their tokens expire)."""
+
+    signing_kid: str
+    keys: dict[str, bytes]
+
+
+class AccessClaims(msgspec.Struct, frozen=True):
+    sub: uuid.UUID
+    role: str
+    sid: uuid.UUID
+    jti: uuid.UUID
+    iat: int
+    exp: int
+    iss: str
+    aud: str
+
+
+def _parse_keys(spec: str) -> Keyring:
+    keys: dict[str, bytes] = {}
+    for item in spec.split(","):
+        kid, sep, secret = item.strip().partition(":")
+        if not sep or not kid or not secret:
+            raise KeyringError("FLIGHTDESK_AUTH_JWT_KEYS: expected kid:secret pairs separated by commas")
+        if len(secret.encode()) < _MIN_SECRET_BYTES:
+            raise KeyringError(f"FLIGHTDESK_AUTH_JWT_KEYS: key {kid!r} is shorter than {_MIN_SECRET_BYTES} bytes")
+        keys[kid] = secret.encode()
+    return Keyring(signing_kid=next(iter(keys)), keys=keys)
+
+
+def _demo_key(path: Path) -> str:
+    """A random key kept in the state directory, shared by every local process; created once, race-free."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(50):  # the creator may not have written it yet
+            text = path.read_text().strip()
+            if text:
+                return text
+            time.sleep(0.02)
+        raise KeyringError(f"{path} is empty") from None
+    secret = base64.urlsafe_b64encode(secrets.token_bytes(48)).decode()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(f"demo:{secret}\n")
+    logger.warning("generated a demo JWT signing key in %s; set FLIGHTDESK_AUTH_JWT_KEYS in production", path)
+    return f"demo:{secret}"
+
+
+def load_keyring(settings: Settings) -> Keyring:
+    if settings.auth.jwt_keys:
+        return _parse_keys(settings.auth.jwt_keys)
+    if settings.env == "production":
+        raise KeyringError("FLIGHTDESK_AUTH_JWT_KEYS is required in production")
+    return _parse_keys(_demo_key(settings.state_dir / "jwt.key"))
+
+
+def issue_access_token(
+    keyring: Keyring, settings: Settings, *, user_id: uuid.UUID, role: str, session_id: uuid.UUID
+) -> tuple[str, AccessClaims]:
+    now = int(time.time())
+    claims = AccessClaims(
+        sub=user_id,
+        role=role,
+        sid=session_id,
+        jti=uuid.uuid4(),
+        iat=now,
+        exp=now + settings.auth.access_ttl_seconds,
+        iss=settings.auth.issuer,
+        aud=settings.auth.audience,
+    )
+    payload: dict[str, Any] = msgspec.to_builtins(claims)
+    token = jwt.encode(
+        payload,
+        keyring.keys[keyring.signing_kid],
+        algorithm=ALGORITHM,
+        headers={"kid": keyring.signing_kid, "typ": TOKEN_TYPE},
+    )
+    return token, claims
+
+
+def decode_access_token(keyring: Keyring, settings: Settings, token: str) -> AccessClaims:
+    """Verify signature, algorithm, type, issuer, audience and expiry; raise :class:`Unauthorized` otherwise."""
+    try:
+        header = jwt.get_unverified_header(token)
+        if header.get("typ") != TOKEN_TYPE:
+            raise jwt.InvalidTokenError("not an access token")
+        key = keyring.keys.get(str(header.get("kid")))
+        if key is None:
+            raise jwt.InvalidTokenError("unknown key id")
+        payload = jwt.decode(
+            token,
+            key,
+            algorithms=[ALGORITHM],
+            audience=settings.auth.audience,
+            issuer=settings.auth.issuer,
+            options={"require": ["sub", "role", "sid", "jti", "iat", "exp", "iss", "aud"]},
+        )
+        return msgspec.convert(payload, AccessClaims)
+    except (jwt.InvalidTokenError, msgspec.ValidationError) as exc:
+        reason = "expired" if isinstance(exc, jwt.ExpiredSignatureError) else "invalid"
+        raise Unauthorized(
+            f"The access token is {reason}.",
+            headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="token {reason}"'},
+        ) from None
+
+
+def new_opaque_token(prefix: str) -> str:
+    """A random bearer secret for refresh or reset tokens; only its hash is stored."""
+    return f"{prefix}_{secrets.token_urlsafe(32)}"
+
+
+def hash_opaque_token(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
