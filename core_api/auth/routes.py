@@ -77,7 +77,9 @@ async def me(request: Request[Any, Any, Any], pool: Pool) -> User:
 
 
 @post("/auth/password-reset/request", operation_id="requestPasswordReset", tags=["auth"], opt=PUBLIC)
-async def request_password_reset(request: Request[Any, Any, Any], data: JSONBody[PasswordResetRequest]) -> Response[None]:
+async def request_password_reset(
+    request: Request[Any, Any, Any], data: JSONBody[PasswordResetRequest]
+) -> Response[None]:
     """Ask for a password-reset email. The answer is the same whether or not the account exists."""
     await service.request_password_reset(_context(request), actor_of(request), email=data.email)
     return Response(None, status_code=HTTP_202_ACCEPTED)
