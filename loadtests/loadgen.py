@@ -1,0 +1,94 @@
+"""A small closed-loop HTTP load generator for the benchmarks: N connections, each sending back to back.
+
+Kept dependency-free beyond httpx so benchmarks run without locust (which patches the process with gevent).
+Traffic goes to 127.0.0.1 only, for a bounded time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+__all__ = ["LoadResult", "free_port", "run_closed_loop", "wait_until_up"]
+
+
+@dataclass
+class LoadResult:
+    requests: int
+    errors: int
+    seconds: float
+    latencies: list[float] = field(repr=False)
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+    def percentile(self, p: int) -> float:
+        return statistics.quantiles(self.latencies, n=100)[p - 1] * 1000 if len(self.latencies) > 1 else 0.0
+
+    def __str__(self) -> str:
+        return (
+            f"{self.rps:8.1f} req/s  p50 {self.percentile(50):6.1f} ms  p95 {self.percentile(95):6.1f} ms  "
+            f"p99 {self.percentile(99):6.1f} ms  errors {self.errors}"
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def wait_until_up(url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < deadline:
+            try:
+                if (await client.get(url)).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.2)
+    raise TimeoutError(f"{url} did not come up")
+
+
+async def run_closed_loop(
+    base: str,
+    method: str,
+    path: str | Any,
+    *,
+    json: Any = None,
+    headers: dict[str, str] | None = None,
+    concurrency: int = 16,
+    seconds: float = 10.0,
+) -> LoadResult:
+    """``path`` may be a callable returning a fresh path per request (to defeat caches)."""
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+        deadline = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            nonlocal errors
+            while time.perf_counter() < deadline:
+                target = path() if callable(path) else path
+                started = time.perf_counter()
+                try:
+                    response = await client.request(method, target, json=json, headers=headers)
+                    ok = response.status_code < 400
+                except httpx.HTTPError:
+                    ok = False
+                latencies.append(time.perf_counter() - started)
+                errors += not ok
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return LoadResult(requests=len(latencies), errors=errors, seconds=elapsed, latencies=latencies)
