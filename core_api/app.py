@@ -29,6 +29,8 @@ from core_api.auth.tokens import load_keyring
 from core_api.db import create_pool
 from core_api.deps import provide_pool, provide_redis
 from core_api.errors import exception_handlers, problem_response
+from core_api.flights.routes import route_handlers as flight_routes
+from core_api.flights.search_routes import route_handlers as search_routes
 from core_api.health.routes import route_handlers as health_routes
 from core_api.log import configure_logging
 from core_api.middleware import RequestContextMiddleware
@@ -92,7 +94,7 @@ def create_app(settings: Settings, *, database_url: str | None = None, redis_url
 
     api = Router(
         path=API_PREFIX,
-        route_handlers=[*health_routes, *auth_routes, *user_routes],
+        route_handlers=[*health_routes, *auth_routes, *user_routes, *flight_routes, *search_routes],
         guards=[authorize],
         # Authentication first, so that rate limits count per user rather than per IP where they can.
         middleware=[AuthenticationMiddleware(), RateLimitMiddleware(parse_rate_limits(settings.rate_limits))],

@@ -15,10 +15,13 @@ from typing import Any, Literal, get_args, get_origin
 import msgspec
 
 __all__ = [
+    "AmadeusSettings",
     "ApiSettings",
     "AuthSettings",
+    "BookingSettings",
     "DatabaseSettings",
     "RedisSettings",
+    "SearchSettings",
     "Settings",
     "SettingsError",
     "WarehouseSettings",
@@ -93,6 +96,33 @@ class AuthSettings(_Section, frozen=True):
     """The lockout window."""
 
 
+class SearchSettings(_Section, frozen=True):
+    provider_timeout_seconds: float = 3.0
+    """Budget of each search provider; a slower one is reported as ``timeout`` and the others still answer."""
+    cache_ttl_seconds: int = 300
+    """How long a search result stays in Redis."""
+
+
+class AmadeusSettings(_Section, frozen=True):
+    client_id: str | None = None
+    """Amadeus API key; the ``amadeus`` provider is enabled when this and the secret are set."""
+    client_secret: str | None = None
+    """Amadeus API secret."""
+    host: str = "test.api.amadeus.com"
+    """Amadeus API host (a local stand-in in tests)."""
+    port: int = 443
+    """Amadeus API port."""
+    ssl: bool = True
+    """Whether to use TLS for Amadeus."""
+
+
+class BookingSettings(_Section, frozen=True):
+    hold_minutes: int = 15
+    """How long an unpaid booking holds its seats before the worker releases them (status EXPIRED)."""
+    max_unpaid_seats: int = 18
+    """Most seats one customer, or one agent, may hold unpaid at once (OWASP API6: no hoarding of inventory)."""
+
+
 class WarehouseSettings(_Section, frozen=True):
     path: Path | None = None
     """DuckDB file of the marts; default ``<state_dir>/warehouse.duckdb``."""
@@ -107,10 +137,16 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """Where embedded servers, the warehouse and run files live."""
     rate_limits: str = "10/second;100/minute;1000/hour"
     """Request limits per client (user id when authenticated, else IP): ``N/second|minute|hour|day`` tiers."""
+    crypto_keys: str | None = None
+    """AES-256-GCM keys for fields encrypted at rest, ``version:base64key`` comma separated; the first seals, all
+    open (rotation). Unset: outside production a random key is generated once and kept in ``<state_dir>/crypto.key``."""
     database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
     redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
     api: ApiSettings = msgspec.field(default_factory=ApiSettings)
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
+    search: SearchSettings = msgspec.field(default_factory=SearchSettings)
+    amadeus: AmadeusSettings = msgspec.field(default_factory=AmadeusSettings)
+    booking: BookingSettings = msgspec.field(default_factory=BookingSettings)
     warehouse: WarehouseSettings = msgspec.field(default_factory=WarehouseSettings)
 
     @property
@@ -127,6 +163,9 @@ _SECTIONS: dict[str, type[_Section]] = {
     "redis": RedisSettings,
     "api": ApiSettings,
     "auth": AuthSettings,
+    "search": SearchSettings,
+    "amadeus": AmadeusSettings,
+    "booking": BookingSettings,
     "warehouse": WarehouseSettings,
 }
 
@@ -236,6 +275,8 @@ def _check(settings: Settings) -> None:
         "FLIGHTDESK_AUTH_SESSION_TTL_SECONDS": settings.auth.session_ttl_seconds < settings.auth.refresh_ttl_seconds,
         "FLIGHTDESK_AUTH_LOGIN_MAX_FAILURES": settings.auth.login_max_failures < 1,
         "FLIGHTDESK_AUTH_LOGIN_WINDOW_SECONDS": settings.auth.login_window_seconds < 1,
+        "FLIGHTDESK_BOOKING_HOLD_MINUTES": not 1 <= settings.booking.hold_minutes <= 24 * 60,
+        "FLIGHTDESK_BOOKING_MAX_UNPAID_SEATS": not 1 <= settings.booking.max_unpaid_seats <= 10_000,
     }
     for variable, bad in problems.items():
         if bad:
@@ -246,6 +287,13 @@ def _check(settings: Settings) -> None:
         parse_rate_limits(settings.rate_limits)
     except ValueError as exc:
         raise SettingsError(f"FLIGHTDESK_RATE_LIMITS: {exc}") from None
+    if settings.crypto_keys:
+        from core_api.crypto import CryptoError, parse_keys
+
+        try:
+            parse_keys(settings.crypto_keys)
+        except CryptoError as exc:
+            raise SettingsError(str(exc)) from None
 
 
 @functools.cache

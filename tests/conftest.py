@@ -30,7 +30,7 @@ from core_api.settings import Settings, load_settings
 from tests.support.asgi import serve_in_loop
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# Redis database the tests use (and flush) on the test server.
+# Redis database the tests use (and flush) on the test server, unless the test Redis URL names one.
 TEST_REDIS_DB = 3
 TEST_JWT_KEYS = "test-2026:0123456789abcdef0123456789abcdef-test-signing-key"
 
@@ -105,11 +105,21 @@ async def database_url(postgres_url: str, template_database: str) -> AsyncIterat
         yield url
 
 
+def suite_redis_url(server_url: str) -> str:
+    """The database the suite flushes and uses: the one ``FLIGHTDESK_TEST_REDIS_URL`` names (``/N``), else 3.
+
+    Naming it lets two runs share one Redis server without flushing each other's keys.
+    """
+    database = server_url.rstrip("/").rpartition("/")[2]
+    if server_url.count("/") > 2 and database.isdigit():
+        return server_url
+    return f"{server_url.rstrip('/')}/{TEST_REDIS_DB}"
+
+
 @pytest.fixture
 async def redis_url(redis_server_url: str) -> AsyncIterator[str]:
     """A Redis database flushed before the test."""
-    params = redis_server_url.rsplit("/", 1)[0] if redis_server_url.count("/") > 2 else redis_server_url
-    url = f"{params}/{TEST_REDIS_DB}"
+    url = suite_redis_url(redis_server_url)
     client = aioredis.Redis.from_url(url)
     try:
         await client.flushdb()

@@ -1,0 +1,1 @@
+"""Flights: inventory, search over providers, seat maps, reference data and flight operations."""

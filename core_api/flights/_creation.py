@@ -1,0 +1,201 @@
+"""Creating a flight (``POST /flights``): every rule checked first, then one transaction writes the flight, its fare
+buckets, the seat map generated from its aircraft's layout and the ``flight.created`` audit row.
+
+Seats per fare are given by the caller and must add up, cabin by cabin, to the seats of the aircraft's seat map:
+how an airline splits a cabin between fare classes is its revenue decision, not something to guess; the check
+keeps the fare buckets and the seat map telling the same story (a bucket can never sell a seat the map lacks).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from core_api.audit.service import record
+from core_api.db import transaction
+from core_api.errors import FieldError, ValidationFailed
+from core_api.flights._store import QUERIES, ensure_may_operate, fetch_detail, fetch_seat_map, schedule_errors
+from core_api.flights.schemas import CreatedFlight, FareCreate, FlightCreate, FlightDetail
+from core_api.seed.aircraft import AIRCRAFT, FLEETS, LONG_HAUL_KM, ULTRA_LONG_HAUL_KM, Aircraft, Fleet
+from core_api.seed.reference import Airport, great_circle_km
+
+if TYPE_CHECKING:
+    from psycopg import AsyncConnection
+
+    from core_api.audit.service import Actor
+    from core_api.auth.schemas import Principal
+    from core_api.db import DbPool
+
+__all__ = ["create_flight"]
+
+# The types of an airline the demo seed does not know: a common narrow body, wide body and flagship.
+_DEFAULT_FLEET = Fleet("A320", "B787-9", "B777-300ER")
+
+
+@dataclass(frozen=True)
+class _NewFlight:
+    """The request with its codes upper-cased and its times in UTC."""
+
+    airline_code: str
+    flight_number: str
+    origin: str
+    destination: str
+    departure_at: datetime
+    arrival_at: datetime
+    aircraft: str | None
+    fares: list[FareCreate]
+
+
+def _normalised(data: FlightCreate) -> _NewFlight:
+    return _NewFlight(
+        airline_code=data.airline_code.upper(),
+        flight_number=data.flight_number.upper(),
+        origin=data.origin.upper(),
+        destination=data.destination.upper(),
+        departure_at=data.departure_at.astimezone(UTC),
+        arrival_at=data.arrival_at.astimezone(UTC),
+        aircraft=data.aircraft.strip().upper() if data.aircraft is not None else None,
+        fares=data.fares,
+    )
+
+
+def _request_errors(flight: _NewFlight, now: datetime) -> list[FieldError]:
+    """The rules that need no database."""
+    errors: list[FieldError] = []
+    if flight.flight_number[:2] != flight.airline_code:
+        errors.append(FieldError("flight_number", f"must start with the airline code {flight.airline_code}"))
+    if flight.origin == flight.destination:
+        errors.append(FieldError("destination", "must differ from origin"))
+    errors += schedule_errors(flight.departure_at, flight.arrival_at, now)
+    if flight.aircraft is not None and flight.aircraft not in AIRCRAFT:
+        errors.append(FieldError("aircraft", f"unknown aircraft; known: {', '.join(sorted(AIRCRAFT))}"))
+    seen: dict[tuple[str, str], int] = {}
+    currency = flight.fares[0].price.currency
+    for index, fare in enumerate(flight.fares):
+        first = seen.setdefault((fare.cabin.value, fare.fare_class), index)
+        if first != index:
+            message = f"{fare.cabin.value} {fare.fare_class} repeats fares[{first}]"
+            errors.append(FieldError(f"fares[{index}].fare_class", message))
+        if fare.price.currency != currency:
+            errors.append(FieldError(f"fares[{index}].price.currency", f"every fare must be in {currency}"))
+    return errors
+
+
+def _seat_errors(fares: list[FareCreate], aircraft: Aircraft) -> list[FieldError]:
+    """Each cabin's fare seats must add up to the seat map's seats of that cabin; no fare for a missing cabin."""
+    errors: list[FieldError] = []
+    mapped = {cabin.value: seats for cabin, seats in aircraft.seats_per_cabin.items()}
+    filed: dict[str, int] = {}
+    for index, fare in enumerate(fares):
+        if fare.cabin.value not in mapped:
+            errors.append(FieldError(f"fares[{index}].cabin", f"the {aircraft.name} has no {fare.cabin.value} cabin"))
+        filed[fare.cabin.value] = filed.get(fare.cabin.value, 0) + fare.seats
+    for cabin, seats in mapped.items():
+        if filed.get(cabin, 0) != seats:
+            message = f"{cabin} fares have {filed.get(cabin, 0)} seats; the {aircraft.name} seat map has {seats}"
+            errors.append(FieldError("fares", message))
+    return errors
+
+
+def _default_aircraft(airline_code: str, origin: Airport, destination: Airport) -> Aircraft:
+    """The type the airline flies on a route of this length (seed fleets), else a common type for the length."""
+    fleet = FLEETS.get(airline_code, _DEFAULT_FLEET)
+    distance_km = great_circle_km(origin, destination)
+    if distance_km >= ULTRA_LONG_HAUL_KM:
+        return AIRCRAFT[fleet.flagship]
+    if distance_km >= LONG_HAUL_KM:
+        return AIRCRAFT[fleet.wide_body]
+    return AIRCRAFT[fleet.narrow_body]
+
+
+async def _reference_errors(tx: AsyncConnection[Any], flight: _NewFlight) -> tuple[list[FieldError], Aircraft | None]:
+    """Airline and airports known; the aircraft (given, or chosen by distance) when it can be told."""
+    errors: list[FieldError] = []
+    row = await (await tx.execute(QUERIES["airline_exists"], {"code": flight.airline_code})).fetchone()
+    if not row or not row["exists"]:
+        errors.append(FieldError("airline_code", "unknown airline"))
+    cursor = await tx.execute(QUERIES["airports_by_code"], {"codes": [flight.origin, flight.destination]})
+    airports = {row["code"]: Airport(**row) for row in await cursor.fetchall()}
+    for field in ("origin", "destination"):
+        if getattr(flight, field) not in airports:
+            errors.append(FieldError(field, "unknown airport"))
+    if flight.aircraft is not None:
+        return errors, AIRCRAFT.get(flight.aircraft)
+    if flight.origin in airports and flight.destination in airports and not errors:
+        return errors, _default_aircraft(flight.airline_code, airports[flight.origin], airports[flight.destination])
+    return errors, None
+
+
+@functools.cache
+def _seat_columns(aircraft_name: str) -> dict[str, list[Any]]:
+    """The seat map of a type as the column arrays ``insert_seats`` unnests."""
+    seats = AIRCRAFT[aircraft_name].seats
+    return {
+        "seat_nos": [seat.seat_no for seat in seats],
+        "cabins": [seat.cabin.value for seat in seats],
+        "row_nos": [seat.row_no for seat in seats],
+        "features": [",".join(seat.features) for seat in seats],
+    }
+
+
+def _fare_columns(fares: list[FareCreate]) -> dict[str, list[Any]]:
+    return {
+        "cabins": [fare.cabin.value for fare in fares],
+        "fare_classes": [fare.fare_class for fare in fares],
+        "price_amounts": [fare.price.amount for fare in fares],
+        "currencies": [fare.price.currency for fare in fares],
+        "seats": [fare.seats for fare in fares],
+        "refundable": [fare.refundable for fare in fares],
+    }
+
+
+def audit_snapshot(detail: FlightDetail) -> dict[str, Any]:
+    """A flight as the audit trail keeps it: identity, schedule and fares, without the airport objects."""
+    snapshot = msgspec.to_builtins(detail)
+    for key in ("origin_airport", "destination_airport", "airline_name", "duration_minutes"):
+        snapshot.pop(key, None)
+    return snapshot
+
+
+async def create_flight(pool: DbPool, actor: Actor, principal: Principal, data: FlightCreate) -> CreatedFlight:
+    """Check the request (422 naming every bad field, nothing written), then write it all in one transaction.
+
+    An AIRLINE_AGENT of another airline is refused (403); a flight number already departing at that time is 409.
+    """
+    flight = _normalised(data)
+    await ensure_may_operate(pool, actor, principal, flight.airline_code)
+    errors = _request_errors(flight, datetime.now(UTC))
+    async with transaction(pool) as tx:
+        reference_errors, aircraft = await _reference_errors(tx, flight)
+        errors += reference_errors
+        if aircraft is not None:
+            errors += _seat_errors(flight.fares, aircraft)
+        if errors:
+            raise ValidationFailed("; ".join(f"{error.field}: {error.message}" for error in errors), errors=errors)
+        assert aircraft is not None
+        row = await (
+            await tx.execute(
+                QUERIES["insert_flight"],
+                {
+                    "airline_code": flight.airline_code,
+                    "flight_number": flight.flight_number,
+                    "origin": flight.origin,
+                    "destination": flight.destination,
+                    "departure_at": flight.departure_at,
+                    "arrival_at": flight.arrival_at,
+                    "aircraft": aircraft.name,
+                },
+            )
+        ).fetchone()
+        assert row is not None
+        flight_id = int(row["id"])
+        await tx.execute(QUERIES["insert_fares"], {"flight_id": flight_id, **_fare_columns(flight.fares)})
+        await tx.execute(QUERIES["insert_seats"], {"flight_id": flight_id, **_seat_columns(aircraft.name)})
+        detail = await fetch_detail(tx, flight_id)
+        seat_map = await fetch_seat_map(tx, flight_id)
+        await record(tx, "flight.created", actor, ("flight", flight_id), after=audit_snapshot(detail))
+    return CreatedFlight(**msgspec.structs.asdict(detail), seat_map=seat_map)

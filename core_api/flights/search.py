@@ -1,0 +1,504 @@
+"""Flight search (SPEC §6): the query's rules, the providers run side by side, merging, and the Redis cache.
+
+A search arrives as a validated :class:`SearchQuery` (``search_routes.parse_search_query``); its airports are
+checked against the database, then it is answered from the cache or computed: every enabled provider (``local``
+always, ``amadeus`` when configured, the ``sabre`` placeholder) runs concurrently under its own timeout and is
+reported in ``meta.sources``; a provider that fails, times out or is unavailable only marks its entry. The offers
+are filtered (max price, airline, cabin), de-duplicated (the same flights, cabin and fare class from two sources:
+the cheaper is kept, ``local`` on a tie) and sorted.
+
+Cache. The key is a hash of the normalised :class:`SearchQuery` (msgpack) and the providers' names; the value is
+the response as msgspec JSON (JSON keeps each time's UTC offset, msgpack would turn it into UTC). It lives
+``cache_ttl_seconds``, or at most :data:`DEGRADED_TTL_SECONDS` when a provider failed or timed out, so a passing
+outage is not remembered for five minutes.
+
+One computation per key, even under a stampede. Within a process, concurrent misses of one key share one task
+(a map of in-flight futures). Across processes (granian workers, several hosts) the task takes a short Redis lock
+(``SET NX PX``, the providers' budget plus a margin) and looks at the cache once more before computing; a process
+that finds the lock taken polls for the result (5 ms, doubling to 50 ms) instead of computing, and takes over
+only if the lock goes away with no result or the budget passes. Polling was chosen over pub/sub: each waiting
+process polls with one round trip every few tens of milliseconds for at most a few seconds, where a subscription
+would hold a dedicated connection per waiting request and still need a timeout and a final check.
+
+Availability. Cached offers are not trusted for seats: on every cache hit the seats of the local offers are re-read
+with one query by their flights' ids (primary key, then the buckets' unique index, a few rows per flight), which
+also drops flights cancelled or departed since; ``seats_left`` is updated, or the offer dropped when the party no
+longer fits. This catches every writer — bookings, hold expiry, agents' changes, even SQL by hand — for about
+0.2 ms of database time per hit, where invalidation messages alone would leave a sold-out flight on offer for the
+whole TTL whenever one writer forgot to send one (or sent it while a search was being computed from older rows).
+:func:`invalidate_flight` is there as well, for what the re-check cannot see: bookings and flight operations call
+it after their commit to drop the cached searches of that flight's route and day — a retimed flight, a bucket with
+seats again that the cached answer had left out, new fares. External offers stay as cached.
+
+Redis down. Every Redis call of the search has a budget of :data:`REDIS_BUDGET_SECONDS`; after a failure Redis is
+left alone for :data:`REDIS_COOLDOWN_SECONDS` (one request then probes it), so searches are served uncached
+without waiting on Redis each time; the in-process single flight still merges concurrent identical searches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import msgspec
+import psycopg
+from redis.exceptions import RedisError
+
+from core_api.db import load_queries, struct_row
+from core_api.errors import FieldError, ValidationFailed
+from core_api.flights.providers import ProviderUnavailable, SearchProvider
+from core_api.flights.providers.amadeus import AmadeusProvider
+from core_api.flights.providers.local import SOURCE as LOCAL
+from core_api.flights.providers.local import LocalProvider, refresh_local_offers
+from core_api.flights.providers.sabre import SabreProvider
+from core_api.flights.schemas import Money, Offer, SearchMeta, SearchQuery, SearchResponse, SourceStatus
+from core_api.ratelimit import OccasionalWarning
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+    from core_api.db import DbPool
+    from core_api.settings import Settings
+
+__all__ = [
+    "DEGRADED_TTL_SECONDS",
+    "MAX_DAYS_AHEAD",
+    "MAX_SEATED",
+    "REDIS_BUDGET_SECONDS",
+    "REDIS_COOLDOWN_SECONDS",
+    "SearchService",
+    "invalidate_flight",
+    "invalidate_route_day",
+    "merge_offers",
+]
+
+logger = logging.getLogger(__name__)
+
+QUERIES = load_queries("search")
+
+MAX_DAYS_AHEAD = 361
+"""Furthest departure date searched, in days after today (airlines open sales about a year ahead)."""
+MAX_SEATED = 9
+"""Adults and children together: the seats one booking may take."""
+DEGRADED_TTL_SECONDS = 30
+"""Cache lifetime of an answer in which a provider failed or timed out."""
+REDIS_BUDGET_SECONDS = 0.25
+"""Longest a search waits on one Redis call (a healthy Redis answers in well under a millisecond)."""
+REDIS_COOLDOWN_SECONDS = 3.0
+"""How long the search leaves Redis alone after a failed call."""
+_LOCK_MARGIN_SECONDS = 2.0
+_POLL_FIRST_SECONDS, _POLL_MAX_SECONDS = 0.005, 0.05
+_PREFIX = "flightdesk:search:v1"
+
+T = TypeVar("T")
+ProviderState = Literal["ok", "error", "timeout", "unavailable"]
+
+
+# -- merging ---------------------------------------------------------------------------------------------------------
+
+# Rough units of a currency per US dollar, only to ORDER offers priced in different currencies (JFK-LHR mixes GBP and
+# USD fares); every offer keeps its own price. Currencies not listed sort after all listed ones, by amount.
+_UNITS_PER_USD = {"USD": 1.0, "EUR": 0.92, "GBP": 0.79, "CHF": 0.88, "CAD": 1.36, "AUD": 1.52, "SGD": 1.35,
+                  "AED": 3.67, "JPY": 150.0, "KRW": 1350.0}  # fmt: skip
+_NO_MINOR_UNITS = frozenset({"JPY", "KRW"})
+
+
+def _price_rank(price: Money) -> tuple[int, float]:
+    per_usd = _UNITS_PER_USD.get(price.currency)
+    if per_usd is None:
+        return (1, float(price.amount))
+    major = price.amount if price.currency in _NO_MINOR_UNITS else price.amount / 100
+    return (0, major / per_usd)
+
+
+def _departure(offer: Offer) -> datetime:
+    return offer.segments[0].departure_at
+
+
+def _journey(offer: Offer) -> timedelta:
+    return offer.segments[-1].arrival_at - offer.segments[0].departure_at
+
+
+_SORT_KEYS: dict[str, Callable[[Offer], Any]] = {
+    "price": lambda offer: (_price_rank(offer.price), _journey(offer), _departure(offer), offer.offer_id),
+    "duration": lambda offer: (_journey(offer), _price_rank(offer.price), _departure(offer), offer.offer_id),
+    "departure": lambda offer: (_departure(offer), _price_rank(offer.price), _journey(offer), offer.offer_id),
+}
+
+
+def _wanted(offer: Offer, query: SearchQuery) -> bool:
+    if not offer.segments:
+        return False
+    if query.max_price is not None and offer.price.amount > query.max_price:
+        return False
+    if query.cabin is not None and offer.cabin != query.cabin:
+        return False
+    return query.airline is None or all(segment.airline == query.airline for segment in offer.segments)
+
+
+def _preference(offer: Offer) -> tuple[tuple[int, float], bool]:
+    """Of two offers for the same seats: the cheaper, and ours (bookable here) when they cost the same."""
+    return _price_rank(offer.price), offer.source != LOCAL
+
+
+def merge_offers(offers: Iterable[Offer], query: SearchQuery) -> list[Offer]:
+    """Filter by the query (max price in the offer's own currency, airline of every segment, cabin), keep one offer
+    per flights + cabin + fare class (the cheaper; ``local`` on a tie), and sort by the query's key with the other
+    two keys and the offer id as tie-breaks, so equal queries always list equal offers in the same order.
+    """
+    best: dict[tuple[Any, ...], Offer] = {}
+    for offer in offers:
+        if not _wanted(offer, query):
+            continue
+        same = (tuple((s.flight_number, s.departure_at) for s in offer.segments), offer.cabin, offer.fare_class)
+        kept = best.get(same)
+        if kept is None or _preference(offer) < _preference(kept):
+            best[same] = offer
+    return sorted(best.values(), key=_SORT_KEYS[query.sort])
+
+
+# -- the cache -------------------------------------------------------------------------------------------------------
+
+
+class _CachedSearch(msgspec.Struct, frozen=True, kw_only=True):
+    offers: list[Offer]
+    sources: list[SourceStatus]
+
+
+_encode_entry = msgspec.json.Encoder().encode
+_decode_entry = msgspec.json.Decoder(_CachedSearch).decode
+_encode_key = msgspec.msgpack.Encoder().encode
+
+# Delete the lock only while it is still ours (it may have expired and been taken by another process).
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class _RedisUnavailable(Exception):
+    """Redis failed or is being left alone after a failure; the search goes on uncached."""
+
+
+def _route_day_key(origin: str, destination: str, day: date) -> str:
+    return f"{_PREFIX}:day:{origin}:{destination}:{day.isoformat()}"
+
+
+class _SearchCache:
+    """The search's Redis: entries, the cross-process lock, and the index of entries by route and day."""
+
+    def __init__(self, redis: aioredis.Redis, *, ttl_seconds: int, lock_seconds: float, budget_seconds: float):
+        self.redis = redis
+        self.ttl_seconds = ttl_seconds
+        self.lock_seconds = lock_seconds
+        self.budget_seconds = budget_seconds
+        self._down = False
+        self._retry_at = 0.0
+        self._unlock = redis.register_script(_UNLOCK)
+        self._outage = OccasionalWarning(logger, interval_seconds=10.0)
+
+    async def _call(self, command: Callable[[], Awaitable[T]]) -> T:
+        if self._down:
+            now = time.monotonic()
+            if now < self._retry_at:
+                raise _RedisUnavailable
+            self._retry_at = now + REDIS_COOLDOWN_SECONDS  # this call probes; the others keep going without Redis
+        try:
+            async with asyncio.timeout(self.budget_seconds):
+                result = await command()
+        except (RedisError, OSError) as exc:  # TimeoutError is an OSError
+            self._down, self._retry_at = True, time.monotonic() + REDIS_COOLDOWN_SECONDS
+            self._outage.warn("search served uncached, Redis unavailable: %s: %s", type(exc).__name__, exc)
+            raise _RedisUnavailable from exc
+        self._down = False
+        return result
+
+    @staticmethod
+    def _decode(raw: bytes | None) -> _CachedSearch | None:
+        if raw is None:
+            return None
+        try:
+            return _decode_entry(raw)
+        except msgspec.DecodeError:  # written by another version: recompute
+            logger.warning("unreadable search cache entry ignored")
+            return None
+
+    async def get(self, digest: str) -> _CachedSearch | None:
+        try:
+            return self._decode(await self._call(lambda: self.redis.get(f"{_PREFIX}:offers:{digest}")))
+        except _RedisUnavailable:
+            return None
+
+    async def lock(self, digest: str, token: str) -> bool | None:
+        """True: ours; False: another computation holds it; None: Redis unavailable."""
+        lock_ms = int(self.lock_seconds * 1000)
+        try:
+            taken = await self._call(lambda: self.redis.set(f"{_PREFIX}:lock:{digest}", token, nx=True, px=lock_ms))
+        except _RedisUnavailable:
+            return None
+        return bool(taken)
+
+    async def unlock(self, digest: str, token: str) -> None:
+        with contextlib.suppress(_RedisUnavailable):  # the lock expires by itself
+            await self._call(lambda: self._unlock(keys=[f"{_PREFIX}:lock:{digest}"], args=[token]))
+
+    async def wait(self, digest: str, deadline: float) -> _CachedSearch | None:
+        """Poll until the entry appears (returned), or the lock is gone, the deadline passes or Redis fails (None)."""
+        loop = asyncio.get_running_loop()
+        delay = _POLL_FIRST_SECONDS
+
+        async def entry_and_lock() -> list[Any]:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.get(f"{_PREFIX}:offers:{digest}")
+                pipe.exists(f"{_PREFIX}:lock:{digest}")
+                return await pipe.execute()
+
+        while loop.time() < deadline:
+            await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
+            delay = min(delay * 2, _POLL_MAX_SECONDS)
+            try:
+                raw, locked = await self._call(entry_and_lock)
+            except _RedisUnavailable:
+                return None
+            if raw is not None:
+                return self._decode(raw)
+            if not locked:
+                return None
+        return None
+
+    async def put(self, digest: str, query: SearchQuery, response: SearchResponse) -> None:
+        degraded = any(source.status in ("error", "timeout") for source in response.meta.sources)
+        ttl = min(self.ttl_seconds, DEGRADED_TTL_SECONDS) if degraded else self.ttl_seconds
+        entry = _encode_entry(_CachedSearch(offers=response.offers, sources=response.meta.sources))
+        key, day_key = f"{_PREFIX}:offers:{digest}", _route_day_key(query.origin, query.destination, query.date)
+
+        async def store() -> None:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.set(key, entry, ex=ttl)
+                # The index lives as long as its newest entry; invalidate_route_day() reads it.
+                pipe.sadd(day_key, key)
+                pipe.expire(day_key, self.ttl_seconds)
+                await pipe.execute()
+
+        with contextlib.suppress(_RedisUnavailable):
+            await self._call(store)
+
+
+# -- the service -----------------------------------------------------------------------------------------------------
+
+
+class _AirportCodes:
+    """The known airport codes, read at first use and again (at most once a minute) when a code is not among them."""
+
+    def __init__(self, refresh_seconds: float = 60.0) -> None:
+        self._codes: frozenset[str] = frozenset()
+        self._loaded_at: float | None = None
+        self._refresh_seconds = refresh_seconds
+        self._lock = asyncio.Lock()
+
+    def _stale(self) -> bool:
+        return self._loaded_at is None or time.monotonic() - self._loaded_at >= self._refresh_seconds
+
+    async def unknown(self, pool: DbPool, codes: Iterable[str]) -> list[str]:
+        missing = [code for code in codes if code not in self._codes]
+        if missing and self._stale():
+            async with self._lock:
+                if self._stale():
+                    async with pool.connection() as conn:
+                        rows = await (await conn.execute(QUERIES["airport_codes"])).fetchall()
+                    self._codes = frozenset(row["code"] for row in rows)
+                    self._loaded_at = time.monotonic()
+            missing = [code for code in missing if code not in self._codes]
+        return missing
+
+
+class SearchService:
+    """Answers searches: validation against known airports, the cache, single flight, the providers, merging."""
+
+    def __init__(
+        self,
+        *,
+        pool: DbPool,
+        redis: aioredis.Redis,
+        providers: Sequence[SearchProvider],
+        cache_ttl_seconds: int,
+        redis_budget_seconds: float = REDIS_BUDGET_SECONDS,
+    ) -> None:
+        self.pool = pool
+        self.providers = list(providers)
+        budget = max((provider.timeout_seconds for provider in self.providers), default=0.0)
+        self.cache = _SearchCache(
+            redis,
+            ttl_seconds=cache_ttl_seconds,
+            lock_seconds=budget + _LOCK_MARGIN_SECONDS,
+            budget_seconds=redis_budget_seconds,
+        )
+        self._airports = _AirportCodes()
+        self._in_flight: dict[str, asyncio.Future[SearchResponse]] = {}
+        self._key_prefix = _encode_key(sorted(provider.name for provider in self.providers))
+
+    @classmethod
+    def from_settings(cls, settings: Settings, pool: DbPool, redis: aioredis.Redis) -> SearchService:
+        """``local``, then ``amadeus`` when its key is configured, then the ``sabre`` placeholder."""
+        timeout = settings.search.provider_timeout_seconds
+        providers: list[SearchProvider] = [LocalProvider(pool, timeout_seconds=timeout)]
+        amadeus = AmadeusProvider.from_settings(settings)
+        if amadeus is not None:
+            providers.append(amadeus)
+        providers.append(SabreProvider(timeout_seconds=timeout))
+        return cls(
+            pool=pool,
+            redis=redis,
+            providers=providers,
+            cache_ttl_seconds=settings.search.cache_ttl_seconds,
+            redis_budget_seconds=min(REDIS_BUDGET_SECONDS, settings.redis.timeout_seconds),
+        )
+
+    def close(self) -> None:
+        """Release the providers' resources (Amadeus' thread pool)."""
+        for provider in self.providers:
+            close = getattr(provider, "close", None)
+            if callable(close):
+                close()
+
+    async def search(self, query: SearchQuery) -> SearchResponse:
+        """The offers for ``query``, from the cache (seats re-checked) or computed once however many ask at once.
+
+        Raises :class:`ValidationFailed` naming ``origin`` / ``destination`` when no airport has that code.
+        """
+        unknown = await self._airports.unknown(self.pool, [query.origin, query.destination])
+        if unknown:
+            fields = [field for field in ("origin", "destination") if getattr(query, field) in unknown]
+            errors = [FieldError(field, "unknown airport") for field in fields]
+            raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
+        digest = hashlib.sha256(self._key_prefix + _encode_key(query)).hexdigest()[:40]
+        entry = await self.cache.get(digest)
+        if entry is not None:
+            return await self._from_cache(entry, query)
+        shared = self._in_flight.get(digest)
+        if shared is None:
+            shared = asyncio.ensure_future(self._compute_once(digest, query))
+            self._in_flight[digest] = shared
+            shared.add_done_callback(functools.partial(self._landed, digest))
+        # Shielded: a caller that goes away does not cancel the computation the others wait for.
+        return await asyncio.shield(shared)
+
+    def _landed(self, digest: str, future: asyncio.Future[SearchResponse]) -> None:
+        if self._in_flight.get(digest) is future:
+            del self._in_flight[digest]
+        if not future.cancelled():
+            future.exception()  # retrieved here, so that a failure nobody awaited any more is not reported as lost
+
+    async def _compute_once(self, digest: str, query: SearchQuery) -> SearchResponse:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.cache.lock_seconds
+        token = secrets.token_hex(16)
+        locked = await self.cache.lock(digest, token)
+        while locked is False:
+            # Another process is computing this search: take its answer rather than repeat the work.
+            entry = await self.cache.wait(digest, deadline)
+            if entry is not None:
+                return await self._from_cache(entry, query)
+            # Its lock went away without an answer, or it takes too long, or Redis failed: compute here.
+            locked = await self.cache.lock(digest, token) if loop.time() < deadline else None
+        try:
+            if locked:
+                # The answer may have been stored between our miss and our lock.
+                entry = await self.cache.get(digest)
+                if entry is not None:
+                    return await self._from_cache(entry, query)
+            response = await self._compute(query)
+            await self.cache.put(digest, query, response)
+            return response
+        finally:
+            if locked:
+                await self.cache.unlock(digest, token)
+
+    async def _compute(self, query: SearchQuery) -> SearchResponse:
+        outcomes = await asyncio.gather(*(self._ask(provider, query) for provider in self.providers))
+        offers = merge_offers((offer for _, found in outcomes for offer in found), query)
+        return SearchResponse(offers=offers, meta=SearchMeta(sources=[status for status, _ in outcomes], cached=False))
+
+    @staticmethod
+    async def _ask(provider: SearchProvider, query: SearchQuery) -> tuple[SourceStatus, list[Offer]]:
+        started = time.perf_counter()
+        offers: list[Offer] = []
+        state: ProviderState = "ok"
+        try:
+            async with asyncio.timeout(provider.timeout_seconds):
+                offers = await provider.search(query)
+        except ProviderUnavailable:
+            state = "unavailable"
+        except TimeoutError:
+            state = "timeout"
+            logger.warning("search provider %s timed out after %.1f s", provider.name, provider.timeout_seconds)
+        except Exception:  # whatever a provider raises is its own failure: reported, never the search's
+            state = "error"
+            logger.warning("search provider %s failed", provider.name, exc_info=True)
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+        return SourceStatus(name=provider.name, status=state, count=len(offers), ms=elapsed_ms), offers
+
+    async def _from_cache(self, entry: _CachedSearch, query: SearchQuery) -> SearchResponse:
+        sources = entry.sources
+        try:
+            offers = await refresh_local_offers(self.pool, entry.offers, query.seats_needed)
+        except psycopg.Error as exc:  # the pool's timeout is an OperationalError too
+            # Local offers that cannot be checked cannot be booked either: answered as if the provider had failed.
+            logger.warning("cached local offers dropped, availability unreadable: %s", type(exc).__name__)
+            offers = [offer for offer in entry.offers if offer.source != LOCAL]
+            sources = [
+                msgspec.structs.replace(source, status="error", count=0) if source.name == LOCAL else source
+                for source in sources
+            ]
+        return SearchResponse(offers=offers, meta=SearchMeta(sources=sources, cached=True))
+
+
+# -- invalidation ------------------------------------------------------------------------------------------------
+
+
+class _SearchDay(msgspec.Struct, frozen=True):
+    origin: str
+    destination: str
+    day: date
+
+
+async def invalidate_route_day(redis: aioredis.Redis, origin: str, destination: str, day: date) -> int:
+    """Drop every cached search of ``origin`` → ``destination`` on ``day`` (local date at the origin); returns the
+    number of keys removed. Best effort: a Redis failure is logged and 0 returned (the re-check on cache hits still
+    keeps seats right).
+    """
+    day_key = _route_day_key(origin, destination, day)
+    try:
+        async with asyncio.timeout(REDIS_BUDGET_SECONDS * 2):
+            keys: set[bytes] = await redis.smembers(day_key)  # type: ignore[misc]  # redis-py's sync|async union
+            if not keys:
+                return 0
+            return max(0, int(await redis.delete(*keys, day_key)) - 1)
+    except (RedisError, OSError) as exc:
+        logger.warning("cached searches of %s-%s on %s kept: %s: %s", origin, destination, day, type(exc).__name__, exc)
+        return 0
+
+
+async def invalidate_flight(redis: aioredis.Redis, pool: DbPool, flight_id: int) -> int:
+    """Drop the cached searches that can list ``flight_id`` (its route on its local departure day).
+
+    Call it after the transaction that changed the flight or its fares commits (not inside it: a search between
+    the invalidation and the commit would cache the old state again). For a flight moved to another day, also call
+    :func:`invalidate_route_day` for the old day.
+    """
+    async with pool.connection() as conn, conn.cursor(row_factory=struct_row(_SearchDay)) as cursor:
+        await cursor.execute(QUERIES["flight_search_day"], {"id": flight_id})
+        found = await cursor.fetchone()
+    if found is None:
+        return 0
+    return await invalidate_route_day(redis, found.origin, found.destination, found.day)

@@ -1,0 +1,57 @@
+-- local_offers --
+-- Bookable fare buckets of one route on one local date at the origin, with enough seats for the party.
+-- The day's bounds are the origin's local midnights, computed once (init plans), so that origin, destination and
+-- the whole departure range are index conditions on flights_route_departure_idx; each flight's buckets come from
+-- flight_prices_one_bucket. The UTC offsets at both ends come from the database too, so the times shown and the
+-- day searched agree on every time-zone rule.
+SELECT f.id AS flight_id,
+       f.flight_number,
+       f.airline_code AS airline,
+       f.origin,
+       f.destination,
+       f.departure_at,
+       f.arrival_at,
+       extract(epoch FROM (f.departure_at AT TIME ZONE o.tz) - (f.departure_at AT TIME ZONE 'UTC'))::integer
+           AS departure_utc_offset,
+       extract(epoch FROM (f.arrival_at AT TIME ZONE d.tz) - (f.arrival_at AT TIME ZONE 'UTC'))::integer
+           AS arrival_utc_offset,
+       p.cabin,
+       p.fare_class,
+       p.price_amount AS fare_amount,
+       p.currency,
+       p.seats_available
+FROM flights AS f
+JOIN airports AS o ON o.code = f.origin
+JOIN airports AS d ON d.code = f.destination
+JOIN flight_prices AS p ON p.flight_id = f.id
+WHERE f.origin = %(origin)s::text
+  AND f.destination = %(destination)s::text
+  AND f.departure_at >= (SELECT %(day)s::date::timestamp AT TIME ZONE tz FROM airports WHERE code = %(origin)s::text)
+  AND f.departure_at < (SELECT (%(day)s::date + 1)::timestamp AT TIME ZONE tz FROM airports WHERE code = %(origin)s::text)
+  AND f.departure_at > now()
+  AND f.status IN ('SCHEDULED', 'DELAYED')
+  AND p.seats_available >= %(seats_needed)s::integer
+  AND (%(cabin)s::text IS NULL OR p.cabin = %(cabin)s::text)
+  AND (%(airline)s::text IS NULL OR f.airline_code = %(airline)s::text)
+ORDER BY f.departure_at, f.id, p.cabin, p.fare_class
+
+-- current_availability --
+-- Seats left now in every fare bucket of the given flights, for those that can still be booked (by primary key,
+-- then flight_prices_one_bucket: a few rows per flight).
+SELECT p.flight_id, p.cabin, p.fare_class, p.seats_available
+FROM flights AS f
+JOIN flight_prices AS p ON p.flight_id = f.id
+WHERE f.id = ANY(%(flight_ids)s::bigint[])
+  AND f.departure_at > now()
+  AND f.status IN ('SCHEDULED', 'DELAYED')
+
+-- airport_codes --
+-- Every known airport code (the search validates origin and destination against them).
+SELECT code FROM airports
+
+-- flight_search_day --
+-- The route of a flight and its departure date, local at the origin: the search day it is found under.
+SELECT f.origin, f.destination, (f.departure_at AT TIME ZONE o.tz)::date AS day
+FROM flights AS f
+JOIN airports AS o ON o.code = f.origin
+WHERE f.id = %(id)s::bigint
