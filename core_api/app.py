@@ -26,6 +26,9 @@ from core_api.auth.lockout import LoginThrottle
 from core_api.auth.routes import route_handlers as auth_routes
 from core_api.auth.service import AuthContext
 from core_api.auth.tokens import load_keyring
+from core_api.bookings.routes import route_handlers as booking_routes
+from core_api.bookings.service import BookingService
+from core_api.crypto import load_cipher
 from core_api.db import create_pool
 from core_api.deps import provide_pool, provide_redis
 from core_api.errors import exception_handlers, problem_response
@@ -35,6 +38,8 @@ from core_api.health.routes import route_handlers as health_routes
 from core_api.log import configure_logging
 from core_api.middleware import RequestContextMiddleware
 from core_api.ratelimit import RateLimitMiddleware, parse_rate_limits
+from core_api.realtime import Hub, HubOptions
+from core_api.realtime import route_handlers as realtime_routes
 from core_api.redis_client import create_redis
 from core_api.settings import Settings, get_settings
 from core_api.users.routes import route_handlers as user_routes
@@ -68,7 +73,13 @@ def _swagger() -> SwaggerRenderPlugin:
     )
 
 
-def create_app(settings: Settings, *, database_url: str | None = None, redis_url: str | None = None) -> Litestar:
+def create_app(
+    settings: Settings,
+    *,
+    database_url: str | None = None,
+    redis_url: str | None = None,
+    realtime: HubOptions | None = None,
+) -> Litestar:
     """Build the app. URLs default to the settings' (the CLI fills them in for embedded servers)."""
     database_url = database_url or settings.database.url
     redis_url = redis_url or settings.redis.url
@@ -76,6 +87,7 @@ def create_app(settings: Settings, *, database_url: str | None = None, redis_url
         raise RuntimeError("create_app needs database and Redis URLs; `flightdesk api` starts embedded servers")
 
     keyring = load_keyring(settings)
+    cipher = load_cipher(settings)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -86,15 +98,28 @@ def create_app(settings: Settings, *, database_url: str | None = None, redis_url
         throttle = LoginThrottle(redis, settings.auth.login_max_failures, settings.auth.login_window_seconds)
         app.state.pool, app.state.redis = pool, redis
         app.state.auth = AuthContext(settings, keyring, pool, throttle)
+        app.state.bookings = BookingService(pool, redis, settings, cipher)
+        # One Redis subscription per process feeds its WebSockets; it never fails the start when Redis is down.
+        app.state.hub = hub = Hub(redis, realtime)
+        await hub.start()
         try:
             yield
         finally:
+            await hub.stop()
             await redis.aclose()
             await pool.close()
 
     api = Router(
         path=API_PREFIX,
-        route_handlers=[*health_routes, *auth_routes, *user_routes, *flight_routes, *search_routes],
+        route_handlers=[
+            *health_routes,
+            *auth_routes,
+            *user_routes,
+            *flight_routes,
+            *search_routes,
+            *booking_routes,
+            *realtime_routes,
+        ],
         guards=[authorize],
         # Authentication first, so that rate limits count per user rather than per IP where they can.
         middleware=[AuthenticationMiddleware(), RateLimitMiddleware(parse_rate_limits(settings.rate_limits))],

@@ -267,7 +267,9 @@ def map_database_error(exc: BaseException) -> AppError | None:
         return _CONSTRAINT_ERRORS[constraint]
     if isinstance(exc, psycopg.errors.UniqueViolation):
         return Conflict("The resource already exists.")
-    if isinstance(exc, psycopg.errors.LockNotAvailable | psycopg.errors.SerializationFailure):
+    if isinstance(
+        exc, psycopg.errors.LockNotAvailable | psycopg.errors.SerializationFailure | psycopg.errors.DeadlockDetected
+    ):
         return Conflict("A concurrent change got there first; retry the request.")
     return None
 

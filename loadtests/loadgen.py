@@ -10,6 +10,7 @@ import asyncio
 import socket
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,8 @@ class LoadResult:
     errors: int
     seconds: float
     latencies: list[float] = field(repr=False)
+    failures: dict[str, int] = field(default_factory=dict)
+    """What the errors were: ``"HTTP 409"``, or the transport exception's name, with their counts."""
 
     @property
     def rps(self) -> float:
@@ -64,31 +67,40 @@ async def run_closed_loop(
     path: str | Any,
     *,
     json: Any = None,
-    headers: dict[str, str] | None = None,
+    headers: dict[str, str] | Sequence[dict[str, str]] | None = None,
     concurrency: int = 16,
     seconds: float = 10.0,
+    expect: int | None = None,
 ) -> LoadResult:
-    """``path`` may be a callable returning a fresh path per request (to defeat caches)."""
+    """``path`` may be a callable returning a fresh path per request (to defeat caches). ``headers`` may be a list,
+    one entry per connection (connection ``i`` sends ``headers[i % len(headers)]``: one account each, say).
+    A response is an error when its status is 400 or above, or, with ``expect``, anything but ``expect``.
+    """
     latencies: list[float] = []
     errors = 0
+    failures: dict[str, int] = {}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
         deadline = time.perf_counter() + seconds
 
-        async def worker() -> None:
+        async def worker(index: int) -> None:
             nonlocal errors
+            sent = headers[index % len(headers)] if isinstance(headers, Sequence) else headers
             while time.perf_counter() < deadline:
                 target = path() if callable(path) else path
                 started = time.perf_counter()
                 try:
-                    response = await client.request(method, target, json=json, headers=headers)
-                    ok = response.status_code < 400
-                except httpx.HTTPError:
-                    ok = False
+                    response = await client.request(method, target, json=json, headers=sent)
+                    ok = response.status_code == expect if expect is not None else response.status_code < 400
+                    failure = f"HTTP {response.status_code}"
+                except httpx.HTTPError as exc:
+                    ok, failure = False, type(exc).__name__
                 latencies.append(time.perf_counter() - started)
-                errors += not ok
+                if not ok:
+                    errors += 1
+                    failures[failure] = failures.get(failure, 0) + 1
 
         started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker(index) for index in range(concurrency)))
         elapsed = time.perf_counter() - started
-    return LoadResult(requests=len(latencies), errors=errors, seconds=elapsed, latencies=latencies)
+    return LoadResult(requests=len(latencies), errors=errors, seconds=elapsed, latencies=latencies, failures=failures)

@@ -12,6 +12,7 @@ import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -33,6 +34,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # Redis database the tests use (and flush) on the test server, unless the test Redis URL names one.
 TEST_REDIS_DB = 3
 TEST_JWT_KEYS = "test-2026:0123456789abcdef0123456789abcdef-test-signing-key"
+TEST_CRYPTO_KEYS = "1:dGVzdC1rZXktMDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY="  # 32 bytes: "test-key-0123456789abcdef0123456"
+# Days of demo flights in the seeded template (from tomorrow, so every seeded flight is in the future).
+SEED_DAYS = 3
 
 
 def with_database(conninfo: str, dbname: str) -> str:
@@ -83,12 +87,16 @@ async def template_database(postgres_url: str) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def cloned_database(postgres_url: str, template: str) -> AsyncIterator[str]:
+async def cloned_database(postgres_url: str, template: str, *, strategy: str = "WAL_LOG") -> AsyncIterator[str]:
+    """A new database copied from ``template``. ``WAL_LOG`` (block by block through the WAL) suits the small
+    migrated template: measured 0.3 s against 1.3-3 s for ``FILE_COPY``, whose checkpoint costs whatever the
+    previous tests left dirty. ``FILE_COPY`` suits a large template, which WAL_LOG would write out in full.
+    """
     name = f"fd_test_{uuid.uuid4().hex[:12]}"
     async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as conn:
         await conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
-                sql.Identifier(name), sql.Identifier(template)
+            sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY {}").format(
+                sql.Identifier(name), sql.Identifier(template), sql.SQL(strategy)
             )
         )
     try:
@@ -96,6 +104,31 @@ async def cloned_database(postgres_url: str, template: str) -> AsyncIterator[str
     finally:
         async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as conn:
             await conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def seed_start() -> date:
+    """First seeded day: tomorrow (UTC), so every seeded flight is in the future during the run."""
+    return datetime.now(UTC).date() + timedelta(days=1)
+
+
+@pytest.fixture(scope="session")
+async def seeded_template(postgres_url: str, template_database: str, seed_start: date) -> AsyncIterator[str]:
+    """A migrated database with a few days of demo flights, for the packages whose tests need inventory; those
+    packages' conftests override ``database_url`` to clone it.
+    """
+    from core_api.seed import seed_reference_and_flights
+
+    name = f"fd_seeded_{os.getpid()}"
+    async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as conn:
+        await conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        await conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template_database))
+        )
+    await seed_reference_and_flights(with_database(postgres_url, name), days=SEED_DAYS, start=seed_start)
+    yield name
+    async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as conn:
+        await conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture
@@ -137,6 +170,7 @@ def settings(database_url: str, redis_url: str) -> Settings:
             "FLIGHTDESK_REDIS_URL": redis_url,
             "FLIGHTDESK_DATABASE_POOL_MIN": "1",
             "FLIGHTDESK_AUTH_JWT_KEYS": TEST_JWT_KEYS,
+            "FLIGHTDESK_CRYPTO_KEYS": TEST_CRYPTO_KEYS,
             # Tests log in many times from one address; the limiter itself is tested with its own tiers.
             "FLIGHTDESK_RATE_LIMITS": "10000/second",
         },

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import msgspec
-from psycopg.pq import TransactionStatus
+from psycopg.pq import PipelineStatus, TransactionStatus
 
 from core_api.context import request_id_var
 from core_api.db import load_queries
@@ -24,7 +24,7 @@ from core_api.db import load_queries
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
 
-__all__ = ["SYSTEM", "Actor", "ChainStatus", "record", "redact", "verify_chain"]
+__all__ = ["SYSTEM", "Actor", "ChainStatus", "record", "record_in_pipeline", "redact", "verify_chain"]
 
 QUERIES = load_queries("audit")
 
@@ -69,6 +69,36 @@ def _json(value: Any) -> str | None:
     return None if value is None else msgspec.json.encode(redact(value)).decode()
 
 
+def _event_params(
+    event_type: str,
+    actor: Actor,
+    entity: tuple[str, object] | None,
+    before: Mapping[str, Any] | msgspec.Struct | None,
+    after: Mapping[str, Any] | msgspec.Struct | None,
+    metadata: Mapping[str, Any] | None,
+    occurred_at: datetime | None,
+) -> dict[str, Any]:
+    if not _EVENT_TYPE.match(event_type):
+        raise ValueError(f"audit event type {event_type!r} is not domain.action in lower case")
+    entity_type, entity_id = entity if entity else (None, None)
+    if entity_type is not None and not _ENTITY_TYPE.match(entity_type):
+        raise ValueError(f"audit entity type {entity_type!r} is not a singular lower-case name")
+    return {
+        "occurred_at": occurred_at,
+        "event_type": event_type,
+        "actor_id": actor.id,
+        "actor_role": actor.role,
+        "ip": actor.ip,
+        "user_agent": actor.user_agent[:512] if actor.user_agent else None,
+        "request_id": request_id_var.get(),
+        "entity_type": entity_type,
+        "entity_id": None if entity_id is None else str(entity_id),
+        "before": _json(before),
+        "after": _json(after),
+        "metadata": _json(metadata or {}),
+    }
+
+
 async def record(
     tx: AsyncConnection[Any],
     event_type: str,
@@ -84,36 +114,37 @@ async def record(
 
     ``entity`` is ``(entity_type, entity_id)``, the type singular lower case (``booking``, ``user`` …).
     """
-    if not _EVENT_TYPE.match(event_type):
-        raise ValueError(f"audit event type {event_type!r} is not domain.action in lower case")
-    entity_type, entity_id = entity if entity else (None, None)
-    if entity_type is not None and not _ENTITY_TYPE.match(entity_type):
-        raise ValueError(f"audit entity type {entity_type!r} is not a singular lower-case name")
+    params = _event_params(event_type, actor, entity, before, after, metadata, occurred_at)
     if tx.autocommit and tx.info.transaction_status == TransactionStatus.IDLE:
         raise RuntimeError("record() must run inside the caller's transaction")
     # Two statements in one round trip: the INSERT's snapshot must start after the head lock was granted.
     async with tx.pipeline():
         await tx.execute(QUERIES["advance_chain_head"])
-        cursor = await tx.execute(
-            QUERIES["record_event"],
-            {
-                "occurred_at": occurred_at,
-                "event_type": event_type,
-                "actor_id": actor.id,
-                "actor_role": actor.role,
-                "ip": actor.ip,
-                "user_agent": actor.user_agent[:512] if actor.user_agent else None,
-                "request_id": request_id_var.get(),
-                "entity_type": entity_type,
-                "entity_id": None if entity_id is None else str(entity_id),
-                "before": _json(before),
-                "after": _json(after),
-                "metadata": _json(metadata or {}),
-            },
-        )
+        cursor = await tx.execute(QUERIES["record_event"], params)
     row = await cursor.fetchone()
     assert row is not None
     return int(row["id"] if isinstance(row, Mapping) else row[0])
+
+
+async def record_in_pipeline(
+    tx: AsyncConnection[Any],
+    event_type: str,
+    actor: Actor,
+    entity: tuple[str, object] | None = None,
+    before: Mapping[str, Any] | msgspec.Struct | None = None,
+    after: Mapping[str, Any] | msgspec.Struct | None = None,
+    *,
+    metadata: Mapping[str, Any] | None = None,
+) -> None:
+    """:func:`record` for a caller already in pipeline mode that sends its COMMIT in the same pipeline: the two
+    statements are queued, not sent, so the chain head's lock is held only while the server runs them and commits.
+    Errors surface when the caller's pipeline syncs.
+    """
+    params = _event_params(event_type, actor, entity, before, after, metadata, None)
+    if tx.info.pipeline_status == PipelineStatus.OFF:
+        raise RuntimeError("record_in_pipeline() needs the connection in pipeline mode")
+    await tx.execute(QUERIES["advance_chain_head"])
+    await tx.execute(QUERIES["record_event"], params)
 
 
 async def verify_chain(conn: AsyncConnection[Any]) -> ChainStatus:

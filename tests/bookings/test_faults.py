@@ -1,0 +1,69 @@
+"""A booking whose database connection dies mid-transaction: a clean error, nothing half-written, and a retry with
+the same Idempotency-Key books exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from tests.bookings.conftest import BOOKINGS, Account, SmallFlight, booking_request, fare_seats, rows
+
+
+async def _backend_waiting_on_the_audit_chain(database_url: str) -> int:
+    """The pid of the booking transaction that took the fare bucket and now waits for the audit chain head."""
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        for _ in range(500):  # 10 s at most
+            row = await (
+                await conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock' AND query LIKE 'UPDATE audit_chain_head%%'"
+                )
+            ).fetchone()
+            if row is not None:
+                return int(row[0])
+            await asyncio.sleep(0.02)
+    raise AssertionError("no booking transaction waited on the audit chain")
+
+
+async def test_a_connection_killed_between_update_and_commit_changes_nothing_and_a_retry_books_once(
+    client: httpx.AsyncClient,
+    pool: AsyncConnectionPool,
+    database_url: str,
+    customer: Account,
+    flight: SmallFlight,
+) -> None:
+    headers = {**customer.headers, "Idempotency-Key": "order-4711"}
+    request = booking_request(flight, fare_class="Y", seats=["3A"])
+    async with await psycopg.AsyncConnection.connect(database_url) as blocker:
+        # Hold the audit chain head: the booking takes its seats, writes its rows, then waits here before COMMIT.
+        await blocker.execute("SELECT seq FROM audit_chain_head FOR UPDATE")
+        pending = asyncio.ensure_future(client.post(BOOKINGS, json=request, headers=headers))
+        pid = await _backend_waiting_on_the_audit_chain(database_url)
+        async with pool.connection() as conn:
+            taken = await fare_seats(pool, flight.id)
+            await conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        response = await pending
+        await blocker.rollback()
+
+    assert taken == flight.y_seats  # uncommitted: nobody else saw the seats go
+    assert response.status_code == 503
+    assert response.json()["code"] == "SERVICE_UNAVAILABLE"
+    assert "audit_chain_head" not in response.text
+    assert await fare_seats(pool, flight.id) == flight.y_seats
+    for table in ("bookings", "passengers", "outbox_events", "idempotency_keys"):
+        assert await rows(pool, f"SELECT 1 FROM {table}") == [], table
+    assert await rows(pool, "SELECT 1 FROM seats WHERE booking_id IS NOT NULL") == []
+
+    retried = await client.post(BOOKINGS, json=request, headers=headers)
+    replayed = await client.post(BOOKINGS, json=request, headers=headers)
+
+    assert retried.status_code == 201, retried.text
+    assert retried.headers.get("idempotent-replayed") is None
+    assert replayed.status_code == 201
+    assert replayed.json()["id"] == retried.json()["id"]
+    assert await rows(pool, "SELECT count(*) AS n FROM bookings") == [{"n": 1}]
+    assert await fare_seats(pool, flight.id) == flight.y_seats - 1
