@@ -189,7 +189,7 @@ def worker() -> None:
     settings = _settings()
     configure_logging(settings.log_level)
     with services(settings) as urls:
-        run(urls.redis_url)
+        run(urls.database_url, urls.redis_url)
 
 
 @main.command("create-user")

@@ -1,7 +1,9 @@
 """The background worker (``flightdesk worker``): an arq worker whose jobs and crons the domains contribute.
 
-For now it publishes a heartbeat that ``/health/services`` reads; later domains add their jobs (outbox relay,
-hold expiry, notifications) to :class:`WorkerSettings`.
+It publishes a heartbeat that ``/health/services`` reads, runs the outbox relay beside the jobs (started in
+:func:`on_startup`, stopped in :func:`on_shutdown`), runs ``dispatch_event``, the job the relay enqueues for each
+event, and the booking crons: releasing lapsed holds every few seconds and forgetting expired idempotency keys.
+Later domains add their jobs and crons (notifications) to :class:`WorkerSettings`.
 """
 
 from __future__ import annotations
@@ -13,13 +15,30 @@ from typing import Any, ClassVar
 from arq import cron
 from arq.connections import RedisSettings
 
-__all__ = ["HEARTBEAT_KEY", "HEARTBEAT_STALE_SECONDS", "WorkerSettings", "heartbeat"]
+from core_api.bookings.idempotency import delete_expired_keys
+from core_api.bookings.service import BookingService, release_lapsed_holds
+from core_api.crypto import load_cipher
+from core_api.db import create_pool
+from core_api.outbox.dispatch import dispatch_event
+from core_api.outbox.relay import OutboxRelay
+from core_api.settings import get_settings
+
+__all__ = [
+    "HEARTBEAT_KEY",
+    "HEARTBEAT_STALE_SECONDS",
+    "WorkerSettings",
+    "expire_holds",
+    "forget_idempotency_keys",
+    "heartbeat",
+]
 
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_KEY = "flightdesk:worker:heartbeat"
 HEARTBEAT_INTERVAL_SECONDS = 10
 HEARTBEAT_STALE_SECONDS = 3 * HEARTBEAT_INTERVAL_SECONDS
+HOLD_SWEEP_INTERVAL_SECONDS = 15
+"""How often lapsed holds are released: a seat is back on sale at most this long after its hold ends."""
 
 
 async def heartbeat(ctx: dict[str, Any]) -> None:
@@ -27,26 +46,56 @@ async def heartbeat(ctx: dict[str, Any]) -> None:
     await ctx["redis"].set(HEARTBEAT_KEY, datetime.now(UTC).isoformat(), ex=HEARTBEAT_STALE_SECONDS * 2)
 
 
+async def expire_holds(ctx: dict[str, Any]) -> int:
+    """Release the seats of bookings whose hold lapsed unpaid (status EXPIRED)."""
+    return await release_lapsed_holds(ctx["bookings"])
+
+
+async def forget_idempotency_keys(ctx: dict[str, Any]) -> int:
+    """Delete idempotency keys past their 24 hours."""
+    return await delete_expired_keys(ctx["bookings"].pool)
+
+
 async def on_startup(ctx: dict[str, Any]) -> None:
-    logger.info("worker started")
+    """Open the worker's shared clients; ``ctx`` carries ``redis`` (arq's pool) and ``database_url`` (:func:`run`)."""
     await heartbeat(ctx)
+    settings = get_settings()
+    pool = create_pool(settings, ctx["database_url"], name="flightdesk-worker")
+    await pool.open(wait=True)
+    ctx["bookings"] = BookingService(pool, ctx["redis"], settings, load_cipher(settings))
+    relay = OutboxRelay(ctx["database_url"], ctx["redis"])
+    await relay.start()
+    ctx["outbox_relay"] = relay
+    logger.info("worker started")
 
 
 async def on_shutdown(ctx: dict[str, Any]) -> None:
+    relay: OutboxRelay | None = ctx.pop("outbox_relay", None)
+    if relay is not None:
+        await relay.stop()
+    bookings: BookingService | None = ctx.pop("bookings", None)
+    if bookings is not None:
+        await bookings.pool.close()
     logger.info("worker stopped")
 
 
-def run(redis_url: str) -> None:
+def run(database_url: str, redis_url: str) -> None:
     """Run the worker until SIGINT/SIGTERM (arq finishes or re-queues the jobs in flight)."""
     from arq.worker import run_worker
 
-    run_worker(WorkerSettings, redis_settings=RedisSettings.from_dsn(redis_url))  # type: ignore[arg-type]
+    run_worker(
+        WorkerSettings,  # type: ignore[arg-type]
+        redis_settings=RedisSettings.from_dsn(redis_url),
+        ctx={"database_url": database_url},
+    )
 
 
 class WorkerSettings:
-    functions: ClassVar[list[Any]] = []
+    functions: ClassVar[list[Any]] = [dispatch_event]
     cron_jobs: ClassVar[list[Any]] = [
         cron(heartbeat, second=set(range(0, 60, HEARTBEAT_INTERVAL_SECONDS)), run_at_startup=False, unique=False),
+        cron(expire_holds, second=set(range(0, 60, HOLD_SWEEP_INTERVAL_SECONDS)), run_at_startup=True),
+        cron(forget_idempotency_keys, minute=set(range(0, 60, 10)), second={30}),
     ]
     on_startup = on_startup
     on_shutdown = on_shutdown

@@ -24,7 +24,9 @@ if TYPE_CHECKING:
 
     from psycopg import AsyncConnection
 
-__all__ = ["KEY_TTL_HOURS", "IdempotencyKey", "StoredResponse", "claim", "store"]
+    from core_api.db import DbPool
+
+__all__ = ["KEY_TTL_HOURS", "IdempotencyKey", "StoredResponse", "claim", "delete_expired_keys", "store"]
 
 KEY_TTL_HOURS = 24
 _MAX_KEY_LENGTH = 255
@@ -87,3 +89,14 @@ async def store(tx: AsyncConnection[Any], key: IdempotencyKey, status_code: int,
         QUERIES["store_idempotent_response"],
         {"owner_id": key.owner_id, "key": key.key, "status_code": status_code, "response_body": body},
     )
+
+
+async def delete_expired_keys(pool: DbPool, *, batch: int = 5000) -> int:
+    """Forget keys past their lifetime, a batch per statement; returns how many went."""
+    deleted = 0
+    while True:
+        async with pool.connection() as conn:
+            cursor = await conn.execute(QUERIES["delete_expired_idempotency_keys"], {"limit": batch})
+        deleted += max(cursor.rowcount, 0)
+        if cursor.rowcount < batch:
+            return deleted

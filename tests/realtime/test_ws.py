@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextlib
 import os
+import random
 import signal
 import socket
 import sys
@@ -26,18 +27,24 @@ import httpx
 import msgspec
 import pytest
 import redis.asyncio as aioredis
+from arq.connections import ArqRedis, RedisSettings
+from arq.connections import create_pool as create_arq_pool
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from core_api.auth.schemas import Principal
 from core_api.auth.tokens import decode_access_token, issue_access_token
+from core_api.db import DbPool
 from core_api.outbox import BOOKING_EVENT_TYPES, EVENTS_CHANNEL
+from core_api.outbox.relay import OutboxRelay
 from core_api.realtime import Hub, HubOptions
 from core_api.realtime.schemas import BOOKING_EVENT_NAMES
 from core_api.settings import Settings
 from core_api.users.schemas import Role
+from tests.bookings.conftest import add_small_flight, booking_request
 from tests.conftest import REPO_ROOT, TEST_JWT_KEYS
 from tests.realtime.conftest import (
+    AIRLINE,
     OTHER_AIRLINE,
     WAIT_SECONDS,
     Account,
@@ -415,3 +422,55 @@ async def test_an_event_reaches_sockets_on_every_api_process(
             await relay.publish(booking := booking_event(customer=customer))
             assert (await on_first.next("booking:created", where=of_booking(booking)))["data"] == booking.payload
             assert (await on_second.next("booking:created", where=of_booking(booking)))["data"] == booking.payload
+
+
+async def test_a_booking_made_on_one_api_process_reaches_its_owner_on_another_and_nobody_else(
+    realtime_database: str,
+    realtime_redis_url: str,
+    realtime_pool: DbPool,
+    make_account: MakeAccount,
+    tmp_path: Path,
+) -> None:
+    """End to end: POST /bookings on one process, the real outbox relay, the WebSocket on the other process."""
+    async with realtime_pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO airports (code, name, city, country, tz, latitude, longitude) VALUES"
+            " ('JFK', 'John F Kennedy', 'New York', 'US', 'America/New_York', 40.6, -73.8),"
+            " ('LHR', 'Heathrow', 'London', 'GB', 'Europe/London', 51.5, -0.5) ON CONFLICT DO NOTHING"
+        )
+    flight = await add_small_flight(realtime_pool, airline=AIRLINE, number=f"{AIRLINE}{random.randint(1000, 9999)}")
+    owner, other = await make_account(), await make_account()
+    redis: ArqRedis = await create_arq_pool(RedisSettings.from_dsn(realtime_redis_url))
+    relay = OutboxRelay(realtime_database, redis)
+    await relay.start()
+    try:
+        async with (
+            api_process(realtime_database, realtime_redis_url, tmp_path / "api-1.log") as (first, first_port),
+            api_process(realtime_database, realtime_redis_url, tmp_path / "api-2.log") as (second, second_port),
+        ):
+            await asyncio.gather(
+                wait_for_port(first_port, seconds=20, alive=lambda: first.returncode is None),
+                wait_for_port(second_port, seconds=20, alive=lambda: second.returncode is None),
+            )
+            async with (
+                httpx.AsyncClient(base_url=f"http://127.0.0.1:{second_port}") as api,
+                open_socket(first_port, owner) as owners_socket,
+                open_socket(first_port, other) as others_socket,
+            ):
+                booked = await api.post(
+                    "/api/v1/bookings", json=booking_request(flight), headers={"Authorization": f"Bearer {owner.token}"}
+                )
+                assert booked.status_code == 201, booked.text
+                mine = await owners_socket.next("booking:created")
+                assert (mine["data"]["booking_id"], mine["data"]["pnr"]) == (booked.json()["id"], booked.json()["pnr"])
+
+                # The other customer's first booking event must be their own booking's, not the owner's.
+                theirs = await api.post(
+                    "/api/v1/bookings", json=booking_request(flight), headers={"Authorization": f"Bearer {other.token}"}
+                )
+                assert theirs.status_code == 201, theirs.text
+                seen = await others_socket.next("booking:created")
+                assert seen["data"]["booking_id"] == theirs.json()["id"]
+    finally:
+        await relay.stop()
+        await redis.aclose()
