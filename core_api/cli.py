@@ -31,6 +31,8 @@ __all__ = ["main"]
 console = Console(stderr=True)
 
 EMBEDDED_DATABASE = "flightdesk"
+# Days of booking history the demo seed makes before today (SPEC §2).
+HISTORY_DAYS = 90
 
 
 @dataclass(frozen=True)
@@ -101,18 +103,25 @@ def _migrate(database_url: str) -> None:
 
 def _seed(database_url: str, *, scale: str, only_if_empty: bool) -> None:
     from core_api.seed import is_seeded, seed_reference_and_flights
+    from core_api.seed.history import LARGE_HISTORY, SMALL_HISTORY
     from core_api.seed.progress import RichProgress
 
     if asyncio.run(is_seeded(database_url)):
         if not only_if_empty:
             console.print("[yellow]database already has flights; nothing seeded[/yellow]")
         return
-    days = 60 if scale == "small" else 365
+    days, history = (60, SMALL_HISTORY) if scale == "small" else (365, LARGE_HISTORY)
     with RichProgress(console) as progress:
-        summary = asyncio.run(seed_reference_and_flights(database_url, days=days, progress=progress))
+        summary = asyncio.run(
+            seed_reference_and_flights(
+                database_url, days=days, history_days=HISTORY_DAYS, history=history, progress=progress
+            )
+        )
     console.print(
         f"[green]✓[/green] seeded {summary.airports:,} airports, {summary.airlines} airlines, "
-        f"{summary.flights:,} flights, {summary.fares:,} fares, {summary.seats:,} seats in {summary.seconds:.1f}s"
+        f"{summary.flights:,} flights, {summary.fares:,} fares, {summary.seats:,} seats, {summary.users:,} users, "
+        f"{summary.bookings:,} bookings, {summary.passengers:,} passengers, {summary.audit_events:,} audit events "
+        f"in {summary.seconds:.1f}s"
     )
 
 
@@ -132,7 +141,7 @@ def migrate() -> None:
 @main.command()
 @click.option("--scale", type=click.Choice(["small", "large"]), default="small", show_default=True)
 def seed(scale: str) -> None:
-    """Migrate, then load demo reference data and flights (60 days; a year with --scale large)."""
+    """Migrate, then load demo data: flights (60 days ahead, a year with --scale large) and 90 days of history."""
     settings = _settings()
     with services(settings) as urls:
         _migrate(urls.database_url)

@@ -7,6 +7,11 @@ table's own identity sequence before the ``COPY`` (``COPY`` may write a ``GENERA
 buckets and seats can reference them without a read-back and later inserts keep numbering after them. Fare
 buckets and seats take their ids from their identity columns.
 
+Each flight is written with its status at seeding time: ARRIVED once landed, DEPARTED in the air, else SCHEDULED.
+With ``history_days``, the days before ``start`` get their flights too, with fare buckets but no seat map (nobody
+picks a seat on a flight that has left, and seat maps are most of the volume); then ``history`` adds the bookings
+made over those days, in the same transaction.
+
 Seats are most of the volume (about 47,000 a day). Each aircraft type's seat map is copied once into a temporary
 table and multiplied out server-side (``INSERT ... SELECT`` per chunk of flights): measured a little faster than
 streaming every seat row through ``COPY``, and it leaves the Python process idle. The server's per-row cost
@@ -23,16 +28,19 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import psycopg
 
+from core_api.seed.history import SMALL_HISTORY, HistoryVolume, seed_history
 from core_api.seed.reference import AIRLINES, Airport, load_airports
 from core_api.seed.schedule import PlannedFlight, daily_services, planned_flights
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
 
-__all__ = ["SeedProgress", "SeedSummary", "is_seeded", "seed_reference_and_flights"]
+__all__ = ["DEFAULT_RANDOM_SEED", "SeedProgress", "SeedSummary", "is_seeded", "seed_reference_and_flights"]
 
 # Two seeds started together (``flightdesk up`` in two shells) queue here instead of racing: "fd-seed".
 _ADVISORY_LOCK_KEY = 0x66642D73656564
+# The history's random draws start from this unless told otherwise: the same seed value, the same bookings.
+DEFAULT_RANDOM_SEED = 20260301
 # How many rows to write between two progress updates.
 _PROGRESS_EVERY = 5_000
 
@@ -55,7 +63,7 @@ WHERE departure_at >= %(since)s::timestamptz AND departure_at <= %(until)s::time
 """
 _RESERVE_FLIGHT_IDS = "SELECT nextval(pg_get_serial_sequence('flights', 'id')) FROM generate_series(1, %(count)s::int)"
 _COPY_FLIGHTS = """
-COPY flights (id, airline_code, flight_number, origin, destination, departure_at, arrival_at, aircraft)
+COPY flights (id, airline_code, flight_number, origin, destination, departure_at, arrival_at, aircraft, status)
 FROM STDIN (FORMAT BINARY)
 """
 _COPY_FARES = """
@@ -106,6 +114,10 @@ class SeedSummary:
     fares: int
     seats: int
     seconds: float
+    users: int = 0
+    bookings: int = 0
+    passengers: int = 0
+    audit_events: int = 0
 
 
 class _Silent:
@@ -128,35 +140,69 @@ async def seed_reference_and_flights(
     *,
     days: int = 60,
     start: date | None = None,
+    history_days: int = 0,
+    history: HistoryVolume = SMALL_HISTORY,
+    random_seed: int = DEFAULT_RANDOM_SEED,
     progress: SeedProgress | None = None,
 ) -> SeedSummary:
     """Load airlines, airports and ``days`` days of flights from ``start`` (default: today in UTC), all or nothing.
 
+    With ``history_days``, also the flights of that many days before ``start`` and the bookings made over the
+    ``history_days`` days before now (``history`` says how many), with their users and audit trail.
     Safe to run again: rows already present are skipped, and the summary counts only the rows this run added.
     """
-    if days < 0:
+    if days < 0 or history_days < 0:
         raise ValueError("days must not be negative")
     began = time.perf_counter()
     progress = progress or _Silent()
-    first_day = start or datetime.now(UTC).date()
+    now = datetime.now(UTC)
+    first_day = start or now.date()
     airports = load_airports()
     async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK_KEY,))
         airlines_added = await _insert_airlines(conn)
         airports_added = await _insert_airports(conn, airports.values(), progress)
-        flights = await _new_flights(conn, first_day, days)
-        flight_ids = await _reserve_flight_ids(conn, len(flights))
-        await _copy_flights(conn, flights, flight_ids, progress)
-        fares = await _copy_fares(conn, flights, flight_ids, progress)
-        seats = await _copy_seats(conn, flights, flight_ids, progress)
+        flights, fares, seats = await _write_flights(conn, first_day, days, history_days, now, progress)
+        added = await seed_history(
+            conn, days=history_days, volume=history, now=now, random_seed=random_seed, progress=progress
+        )
     return SeedSummary(
         airports=airports_added,
         airlines=airlines_added,
-        flights=len(flights),
+        flights=flights,
         fares=fares,
         seats=seats,
         seconds=time.perf_counter() - began,
+        users=added.users,
+        bookings=added.bookings,
+        passengers=added.passengers,
+        audit_events=added.audit_events,
     )
+
+
+async def _write_flights(
+    conn: AsyncConnection[Any], first_day: date, days: int, history_days: int, now: datetime, progress: SeedProgress
+) -> tuple[int, int, int]:
+    """The flights missing from the days before ``first_day`` and from it on, with fares; seat maps from it on.
+
+    Returns how many flights, fares and seats were added (the planned flights are let go before the history).
+    """
+    past = await _new_flights(conn, list(planned_flights(first_day - timedelta(days=history_days), history_days)))
+    future = await _new_flights(conn, list(planned_flights(first_day, days)))
+    flights = past + future
+    flight_ids = await _reserve_flight_ids(conn, len(flights))
+    await _copy_flights(conn, flights, flight_ids, now, progress)
+    fares = await _copy_fares(conn, flights, flight_ids, progress)
+    seats = await _copy_seats(conn, future, flight_ids[len(past) :], progress)
+    return len(flights), fares, seats
+
+
+def _status_at(flight: PlannedFlight, now: datetime) -> str:
+    if flight.arrival_at <= now:
+        return "ARRIVED"
+    if flight.departure_at <= now:
+        return "DEPARTED"
+    return "SCHEDULED"
 
 
 async def _insert_airlines(conn: AsyncConnection[Any]) -> int:
@@ -184,9 +230,8 @@ async def _insert_airports(conn: AsyncConnection[Any], airports: Iterable[Airpor
         return cursor.rowcount
 
 
-async def _new_flights(conn: AsyncConnection[Any], first_day: date, days: int) -> list[PlannedFlight]:
+async def _new_flights(conn: AsyncConnection[Any], planned: list[PlannedFlight]) -> list[PlannedFlight]:
     """The planned flights not in the table yet (a rerun, or a range overlapping an earlier seed, skips those)."""
-    planned = list(planned_flights(first_day, days))
     if not planned:
         return []
     longest = max(service.duration for service in daily_services())
@@ -207,11 +252,15 @@ async def _reserve_flight_ids(conn: AsyncConnection[Any], count: int) -> list[in
 
 
 async def _copy_flights(
-    conn: AsyncConnection[Any], flights: Sequence[PlannedFlight], flight_ids: Sequence[int], progress: SeedProgress
+    conn: AsyncConnection[Any],
+    flights: Sequence[PlannedFlight],
+    flight_ids: Sequence[int],
+    now: datetime,
+    progress: SeedProgress,
 ) -> None:
     progress.start("flights", len(flights))
     async with conn.cursor() as cursor, cursor.copy(_COPY_FLIGHTS) as copy:
-        copy.set_types(["int8", "text", "text", "text", "text", "timestamptz", "timestamptz", "text"])
+        copy.set_types(["int8", "text", "text", "text", "text", "timestamptz", "timestamptz", "text", "text"])
         for written, (flight_id, flight) in enumerate(zip(flight_ids, flights, strict=True), start=1):
             service = flight.service
             await copy.write_row(
@@ -224,6 +273,7 @@ async def _copy_flights(
                     flight.departure_at,
                     flight.arrival_at,
                     service.aircraft.name,
+                    _status_at(flight, now),
                 )
             )
             if written % _PROGRESS_EVERY == 0:
