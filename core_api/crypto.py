@@ -13,24 +13,19 @@ from __future__ import annotations
 
 import base64
 import binascii
-import logging
-import os
 import secrets
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-if TYPE_CHECKING:
-    from pathlib import Path
+from core_api.demo_keys import DemoKeyError, demo_key
 
+if TYPE_CHECKING:
     from core_api.settings import Settings
 
 __all__ = ["Cipher", "CryptoError", "load_cipher"]
-
-logger = logging.getLogger(__name__)
 
 _NONCE_BYTES = 12
 
@@ -85,23 +80,8 @@ def parse_keys(spec: str) -> Cipher:
     return Cipher(current=current, keys=keys)
 
 
-def _demo_keys(path: Path) -> str:
-    """A random key kept in the state directory; created once, race-free (as the demo JWT key)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        for _ in range(50):  # the creator may not have written it yet
-            text = path.read_text().strip()
-            if text:
-                return text
-            time.sleep(0.02)
-        raise CryptoError(f"{path} is empty") from None
-    spec = f"1:{base64.b64encode(secrets.token_bytes(32)).decode()}"
-    with os.fdopen(fd, "w") as handle:
-        handle.write(spec + "\n")
-    logger.warning("generated a demo encryption key in %s; set FLIGHTDESK_CRYPTO_KEYS in production", path)
-    return spec
+def _new_demo_keys() -> str:
+    return f"1:{base64.b64encode(secrets.token_bytes(32)).decode()}"
 
 
 def load_cipher(settings: Settings) -> Cipher:
@@ -109,4 +89,8 @@ def load_cipher(settings: Settings) -> Cipher:
         return parse_keys(settings.crypto_keys)
     if settings.env == "production":
         raise CryptoError("FLIGHTDESK_CRYPTO_KEYS is required in production")
-    return parse_keys(_demo_keys(settings.state_dir / "crypto.key"))
+    try:
+        spec = demo_key(settings.state_dir / "crypto.key", _new_demo_keys, setting="FLIGHTDESK_CRYPTO_KEYS")
+    except DemoKeyError as exc:
+        raise CryptoError(str(exc)) from None
+    return parse_keys(spec)

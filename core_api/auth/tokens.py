@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import logging
-import os
 import secrets
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import jwt
 import msgspec
 
+from core_api.demo_keys import DemoKeyError, demo_key
 from core_api.errors import Unauthorized
 from core_api.settings import Settings
 
@@ -36,8 +34,6 @@ __all__ = [
     "load_keyring",
     "new_opaque_token",
 ]
-
-logger = logging.getLogger(__name__)
 
 ALGORITHM = "HS256"
 TOKEN_TYPE = "at+jwt"  # noqa: S105 - the JWT "typ" of access tokens (RFC 9068), not a secret
@@ -79,23 +75,8 @@ def _parse_keys(spec: str) -> Keyring:
     return Keyring(signing_kid=next(iter(keys)), keys=keys)
 
 
-def _demo_key(path: Path) -> str:
-    """A random key kept in the state directory, shared by every local process; created once, race-free."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        for _ in range(50):  # the creator may not have written it yet
-            text = path.read_text().strip()
-            if text:
-                return text
-            time.sleep(0.02)
-        raise KeyringError(f"{path} is empty") from None
-    secret = base64.urlsafe_b64encode(secrets.token_bytes(48)).decode()
-    with os.fdopen(fd, "w") as handle:
-        handle.write(f"demo:{secret}\n")
-    logger.warning("generated a demo JWT signing key in %s; set FLIGHTDESK_AUTH_JWT_KEYS in production", path)
-    return f"demo:{secret}"
+def _new_demo_key() -> str:
+    return f"demo:{base64.urlsafe_b64encode(secrets.token_bytes(48)).decode()}"
 
 
 def load_keyring(settings: Settings) -> Keyring:
@@ -103,7 +84,11 @@ def load_keyring(settings: Settings) -> Keyring:
         return _parse_keys(settings.auth.jwt_keys)
     if settings.env == "production":
         raise KeyringError("FLIGHTDESK_AUTH_JWT_KEYS is required in production")
-    return _parse_keys(_demo_key(settings.state_dir / "jwt.key"))
+    try:
+        spec = demo_key(settings.state_dir / "jwt.key", _new_demo_key, setting="FLIGHTDESK_AUTH_JWT_KEYS")
+    except DemoKeyError as exc:
+        raise KeyringError(str(exc)) from None
+    return _parse_keys(spec)
 
 
 def issue_access_token(
