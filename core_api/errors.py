@@ -90,6 +90,11 @@ class ValidationFailed(AppError):
     def for_field(cls, field: str, message: str) -> ValidationFailed:
         return cls(f"{field}: {message}", errors=[FieldError(field, message)])
 
+    @classmethod
+    def of(cls, errors: list[FieldError]) -> ValidationFailed:
+        """One 422 naming every field in ``errors``."""
+        return cls("; ".join(f"{error.field}: {error.message}" for error in errors), errors=errors)
+
 
 class Unauthorized(AppError):
     status, code, title = 401, "UNAUTHORIZED", "Authentication required"

@@ -146,7 +146,7 @@ async def _reseat(tx: AsyncConnection[Any], booking: LockedBooking, seats: list[
     seated = [row["id"] for row in rows if row["type"] != "INFANT"]
     errors = seat_errors(seats, len(seated))
     if errors:
-        raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
+        raise ValidationFailed.of(errors)
     await claim_seats(tx, booking_id=booking.id, flight_id=booking.flight_id, cabin=booking.cabin, wanted=seats)
     await tx.execute(QUERIES["clear_passenger_seats"], {"booking_id": booking.id})
     params = {"booking_id": booking.id, "passenger_ids": seated[: len(seats)], "seat_nos": seats}

@@ -172,7 +172,7 @@ async def claim_seats(
         if seat_no not in seats or seats[seat_no]["cabin"] != cabin
     ]
     if errors:
-        raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
+        raise ValidationFailed.of(errors)
     taken = [
         seat_no
         for seat_no in wanted

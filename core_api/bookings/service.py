@@ -1,9 +1,11 @@
-"""Creating a booking (SPEC §5): every rule that needs no lock checked first, then one transaction takes the fare
-bucket's seats with a conditional ``UPDATE`` (the row lock serialises buyers of the bucket until commit), claims
-the chosen seats, writes the booking, passengers, outbox event and audit row, and commits.
+"""Creating a booking (SPEC §5): one transaction checks the flight, the travellers and the holder's unpaid-seat cap,
+writes the booking, claims the chosen seats and writes the passengers, then takes the fare bucket's seats with an
+``UPDATE`` whose condition is the bucket's CHECK (the row lock serialises buyers of the bucket until commit), in
+one pipeline with the outbox event, the stored idempotent answer, the audit row and the COMMIT.
 
-Locks are taken in one order by every writer — the holder's user row (unpaid-seat cap), the fare bucket, then
-seats by seat number — and nothing but the database is awaited while they are held.
+Locks are taken in one order by every creating writer — the holder's user row (the cap), seats by seat number, the
+fare bucket, the audit chain head — and nothing but the database is awaited while they are held. The contended one,
+the fare bucket, is taken last and held for a single round trip.
 """
 
 from __future__ import annotations
@@ -134,7 +136,7 @@ def passenger_errors(passengers: list[PassengerInput], travel_day: date, today: 
 
 def _raise_if(errors: list[FieldError]) -> None:
     if errors:
-        raise ValidationFailed("; ".join(f"{error.field}: {error.message}" for error in errors), errors=errors)
+        raise ValidationFailed.of(errors)
 
 
 @dataclass(frozen=True)

@@ -175,7 +175,7 @@ async def create_flight(pool: DbPool, actor: Actor, principal: Principal, data: 
         if aircraft is not None:
             errors += _seat_errors(flight.fares, aircraft)
         if errors:
-            raise ValidationFailed("; ".join(f"{error.field}: {error.message}" for error in errors), errors=errors)
+            raise ValidationFailed.of(errors)
         assert aircraft is not None
         row = await (
             await tx.execute(

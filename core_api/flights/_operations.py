@@ -90,7 +90,7 @@ def _new_times(
     if status is FlightStatus.DELAYED and departure < current.departure_at:
         errors.append(FieldError("departure_at", "a delay cannot move the departure earlier"))
     if errors:
-        raise ValidationFailed("; ".join(f"{error.field}: {error.message}" for error in errors), errors=errors)
+        raise ValidationFailed.of(errors)
     return departure, arrival
 
 

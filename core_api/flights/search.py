@@ -380,7 +380,7 @@ class SearchService:
         if unknown:
             fields = [field for field in ("origin", "destination") if getattr(query, field) in unknown]
             errors = [FieldError(field, "unknown airport") for field in fields]
-            raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
+            raise ValidationFailed.of(errors)
         digest = hashlib.sha256(self._key_prefix + _encode_key(query)).hexdigest()[:40]
         entry = await self.cache.get(digest)
         if entry is not None:

@@ -133,8 +133,7 @@ def parse_search_query(
         else:
             problems.add("airline", "not a 2-character IATA airline code")
     if problems.errors:
-        detail = "; ".join(f"{error.field}: {error.message}" for error in problems.errors)
-        raise ValidationFailed(detail, errors=problems.errors)
+        raise ValidationFailed.of(problems.errors)
     assert origin_code
     assert destination_code
     assert departure_day
