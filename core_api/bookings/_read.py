@@ -41,13 +41,10 @@ async def list_bookings(
         "offset": (page - 1) * page_size,
     }
     async with pool.connection() as conn:
-        rows = await (await conn.execute(QUERIES["list_booking_ids"], params)).fetchall()
-        if rows:
-            total = int(rows[0]["total"])
-        else:
-            row = await (await conn.execute(QUERIES["count_booking_ids"], params)).fetchone()
-            total = int(row["total"]) if row else 0
-        items = await fetch_bookings(conn, [row["id"] for row in rows])
+        row = await (await conn.execute(QUERIES["booking_page"], params)).fetchone()
+        assert row is not None  # one row, whatever matches
+        items = await fetch_bookings(conn, row["ids"])
+    total = int(row["total"])
     return BookingPage(items=items, total=total, page=page, page_size=page_size)
 
 

@@ -242,39 +242,25 @@ WHERE b.id = %(id)s::uuid
           ELSE false
       END
 
--- list_booking_ids --
--- A page of the bookings a caller may see, newest first, filtered by status, flight and departure date (UTC), each
--- row carrying the total count.
-SELECT b.id, count(*) OVER () AS total
-FROM bookings AS b
-JOIN flights AS f ON f.id = b.flight_id
-WHERE CASE %(scope)s::text
-          WHEN 'all' THEN true
-          WHEN 'customer' THEN b.customer_id = %(user_id)s::uuid
-          WHEN 'agent' THEN b.agent_id = %(user_id)s::uuid
-          WHEN 'airline' THEN f.airline_code = %(airline_code)s::text
-          ELSE false
-      END
-  AND (%(status)s::text IS NULL OR b.status = %(status)s::text)
-  AND (%(flight_id)s::bigint IS NULL OR b.flight_id = %(flight_id)s::bigint)
-  AND (%(day)s::date IS NULL OR (f.departure_at >= %(day)s::date::timestamp AT TIME ZONE 'UTC'
-                                 AND f.departure_at < (%(day)s::date + 1)::timestamp AT TIME ZONE 'UTC'))
-ORDER BY b.created_at DESC, b.id DESC
-LIMIT %(limit)s::int OFFSET %(offset)s::int
-
--- count_booking_ids --
--- How many bookings the caller may see under the filters (for a page past the last).
-SELECT count(*) AS total
-FROM bookings AS b
-JOIN flights AS f ON f.id = b.flight_id
-WHERE CASE %(scope)s::text
-          WHEN 'all' THEN true
-          WHEN 'customer' THEN b.customer_id = %(user_id)s::uuid
-          WHEN 'agent' THEN b.agent_id = %(user_id)s::uuid
-          WHEN 'airline' THEN f.airline_code = %(airline_code)s::text
-          ELSE false
-      END
-  AND (%(status)s::text IS NULL OR b.status = %(status)s::text)
-  AND (%(flight_id)s::bigint IS NULL OR b.flight_id = %(flight_id)s::bigint)
-  AND (%(day)s::date IS NULL OR (f.departure_at >= %(day)s::date::timestamp AT TIME ZONE 'UTC'
-                                 AND f.departure_at < (%(day)s::date + 1)::timestamp AT TIME ZONE 'UTC'))
+-- booking_page --
+-- A page of the bookings a caller may see, newest first, filtered by status, flight and departure date (UTC), and
+-- how many match in all: always one row.
+WITH matching AS (
+    SELECT b.id, b.created_at
+    FROM bookings AS b
+    JOIN flights AS f ON f.id = b.flight_id
+    WHERE CASE %(scope)s::text
+              WHEN 'all' THEN true
+              WHEN 'customer' THEN b.customer_id = %(user_id)s::uuid
+              WHEN 'agent' THEN b.agent_id = %(user_id)s::uuid
+              WHEN 'airline' THEN f.airline_code = %(airline_code)s::text
+              ELSE false
+          END
+      AND (%(status)s::text IS NULL OR b.status = %(status)s::text)
+      AND (%(flight_id)s::bigint IS NULL OR b.flight_id = %(flight_id)s::bigint)
+      AND (%(day)s::date IS NULL OR (f.departure_at >= %(day)s::date::timestamp AT TIME ZONE 'UTC'
+                                     AND f.departure_at < (%(day)s::date + 1)::timestamp AT TIME ZONE 'UTC'))
+)
+SELECT (SELECT count(*) FROM matching) AS total,
+       array(SELECT id FROM matching ORDER BY created_at DESC, id DESC
+             LIMIT %(limit)s::int OFFSET %(offset)s::int) AS ids
