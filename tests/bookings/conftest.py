@@ -5,7 +5,6 @@ every role logged in through the API.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -14,28 +13,12 @@ import msgspec
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from core_api.audit.service import SYSTEM
 from core_api.db import transaction
-from core_api.users.schemas import Role, User
-from core_api.users.service import create_user
+from core_api.users.schemas import Role
+from tests.support.accounts import Account, MakeAccount, new_account
 
-PASSWORD = "correct horse battery"
 AIRLINE = "BA"
 BOOKINGS = "/api/v1/bookings"
-
-
-class Account(msgspec.Struct, frozen=True):
-    """A user and the headers that make requests as them."""
-
-    user: User
-    headers: dict[str, str]
-
-    @property
-    def id(self) -> str:
-        return str(self.user.id)
-
-
-MakeAccount = Callable[..., Awaitable[Account]]
 
 
 @pytest.fixture
@@ -61,19 +44,9 @@ def make_account(pool: AsyncConnectionPool, client: httpx.AsyncClient, reference
 
     async def make(role: Role = Role.CUSTOMER, *, last_name: str = "Example") -> Account:
         number = next(numbers)
-        async with transaction(pool) as tx:
-            user = await create_user(
-                tx,
-                SYSTEM,
-                email=f"{role.lower()}{number}@example.com",
-                password=PASSWORD,
-                full_name=f"{role.title()} {number} {last_name}",
-                role=role,
-                airline_code=AIRLINE if role is Role.AIRLINE_AGENT else None,
-            )
-        response = await client.post("/api/v1/auth/login", json={"email": user.email, "password": PASSWORD})
-        assert response.status_code == 200, response.text
-        return Account(user, {"Authorization": f"Bearer {response.json()['access_token']}"})
+        airline = AIRLINE if role is Role.AIRLINE_AGENT else None
+        full_name = f"{role.title()} {number} {last_name}"
+        return await new_account(pool, client, role, number, full_name=full_name, airline_code=airline)
 
     return make
 

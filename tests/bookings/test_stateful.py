@@ -29,7 +29,8 @@ from core_api.db import create_pool, transaction
 from core_api.settings import Settings
 from core_api.users.schemas import Role
 from core_api.users.service import create_user
-from tests.bookings.conftest import BOOKINGS, PASSWORD, add_small_flight, adult, booking_request
+from tests.bookings.conftest import BOOKINGS, add_small_flight, adult, booking_request
+from tests.support.accounts import PASSWORD
 from tests.support.asgi import serve_in_loop
 
 ECONOMY_SEATS = [f"{row}{letter}" for row in range(2, 7) for letter in "ABCDEF"]

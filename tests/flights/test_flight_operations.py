@@ -6,32 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import msgspec
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from core_api.audit.service import SYSTEM
 from core_api.db import transaction
 from core_api.seed.aircraft import AIRCRAFT
-from core_api.users.schemas import Role, User
-from core_api.users.service import create_user
-
-PASSWORD = "correct horse battery"
-
-
-class Account(msgspec.Struct, frozen=True):
-    """A user and the headers that make requests as them."""
-
-    user: User
-    headers: dict[str, str]
-
-
-MakeAccount = Callable[..., Awaitable[Account]]
+from core_api.users.schemas import Role
+from tests.support.accounts import Account, MakeAccount, new_account
 
 
 @pytest.fixture
@@ -40,20 +25,7 @@ def make_account(pool: AsyncConnectionPool, client: httpx.AsyncClient) -> MakeAc
     numbers = itertools.count(1)
 
     async def make(role: Role, airline: str | None = None) -> Account:
-        number = next(numbers)
-        async with transaction(pool) as tx:
-            user = await create_user(
-                tx,
-                SYSTEM,
-                email=f"{role.lower()}{number}@example.com",
-                password=PASSWORD,
-                full_name=f"{role.title()} {number}",
-                role=role,
-                airline_code=airline,
-            )
-        response = await client.post("/api/v1/auth/login", json={"email": user.email, "password": PASSWORD})
-        assert response.status_code == 200, response.text
-        return Account(user, {"Authorization": f"Bearer {response.json()['access_token']}"})
+        return await new_account(pool, client, role, next(numbers), airline_code=airline)
 
     return make
 

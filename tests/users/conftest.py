@@ -7,7 +7,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
-import msgspec
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
@@ -15,24 +14,12 @@ from core_api.audit.service import SYSTEM
 from core_api.db import transaction
 from core_api.users.schemas import Role, User
 from core_api.users.service import create_user
+from tests.support.accounts import PASSWORD, Account, MakeAccount
+from tests.support.accounts import log_in as headers_after_login
 
-PASSWORD = "correct horse battery"
 AIRLINE = "FD"
 
-
-class Account(msgspec.Struct, frozen=True):
-    """A user and the headers that make requests as them."""
-
-    user: User
-    headers: dict[str, str]
-
-    @property
-    def id(self) -> str:
-        return str(self.user.id)
-
-
 MakeUser = Callable[..., Awaitable[User]]
-MakeAccount = Callable[..., Awaitable[Account]]
 
 
 @pytest.fixture
@@ -67,9 +54,7 @@ def make_user(pool: AsyncConnectionPool, airline: str) -> MakeUser:
 @pytest.fixture
 def log_in(client: httpx.AsyncClient) -> Callable[[User], Awaitable[dict[str, str]]]:
     async def headers_of(user: User) -> dict[str, str]:
-        response = await client.post("/api/v1/auth/login", json={"email": user.email, "password": PASSWORD})
-        assert response.status_code == 200, response.text
-        return {"Authorization": f"Bearer {response.json()['access_token']}"}
+        return await headers_after_login(client, user)
 
     return headers_of
 
