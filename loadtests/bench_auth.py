@@ -18,19 +18,22 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import psycopg
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core_api.auth.passwords import _hasher
-from loadtests.loadgen import free_port, run_closed_loop, wait_until_up
+from loadtests.loadgen import (
+    api_environment,
+    create_scratch_database,
+    drop_database,
+    free_port,
+    run_closed_loop,
+    wait_until_up,
+)
 
 
 def hashes_per_second(threads: int, seconds: float = 3.0) -> float:
@@ -61,19 +64,9 @@ async def main() -> None:
     print(f"argon2id (m=19 MiB, t=2, p=1): {hashes_per_second(1):.1f} hashes/s on 1 thread, "
           f"{hashes_per_second(os.cpu_count() or 1):.1f} on {os.cpu_count()} threads")  # fmt: skip
 
-    name = f"fd_bench_auth_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(args.database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    database_url = make_conninfo(args.database_url, dbname=name)
+    name, database_url = create_scratch_database(args.database_url, "fd_bench_auth")
     port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("FLIGHTDESK_")},
-        "FLIGHTDESK_DATABASE_URL": database_url,
-        "FLIGHTDESK_REDIS_URL": args.redis_url,
-        "FLIGHTDESK_RATE_LIMITS": "1000000/second",
-        "FLIGHTDESK_LOG_LEVEL": "WARNING",
-        "FLIGHTDESK_AUTH_JWT_KEYS": "bench:" + "k" * 48,
-    }
+    env = api_environment(database_url, args.redis_url)
     subprocess.run([sys.executable, "-m", "core_api.cli", "migrate"], env=env, check=True, capture_output=True)
     api = subprocess.Popen(
         [sys.executable, "-m", "core_api.cli", "api", "--port", str(port), "--workers", str(args.workers)],
@@ -111,8 +104,7 @@ async def main() -> None:
     finally:
         api.terminate()
         api.wait(timeout=30)
-        with psycopg.connect(args.database_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        drop_database(args.database_url, name)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,6 @@ from typing import Any
 import httpx
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -61,7 +60,15 @@ from core_api.db import load_queries
 from core_api.settings import DatabaseSettings
 from core_api.users.schemas import Role
 from core_api.users.service import create_user
-from loadtests.loadgen import LoadResult, free_port, run_closed_loop, wait_until_up
+from loadtests.loadgen import (
+    LoadResult,
+    api_environment,
+    create_scratch_database,
+    drop_database,
+    free_port,
+    run_closed_loop,
+    wait_until_up,
+)
 
 BOOKINGS = "/api/v1/bookings"
 PASSWORD = "benchmark password"  # noqa: S105 - the bench accounts'
@@ -728,22 +735,13 @@ async def main() -> None:
         raise SystemExit("pgbench is not on PATH (PostgreSQL client tools)")
 
     workdir = Path(tempfile.mkdtemp(prefix="fd_bench_booking_"))
-    name = f"fd_bench_booking_{uuid.uuid4().hex[:8]}"
+    name, database_url = create_scratch_database(args.database_url, "fd_bench_booking")
     with psycopg.connect(args.database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         max_connections = int(conn.execute("SHOW max_connections").fetchone()[0])  # type: ignore[index]
-    database_url = make_conninfo(args.database_url, dbname=name)
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("FLIGHTDESK_")},
-        "FLIGHTDESK_DATABASE_URL": database_url,
-        "FLIGHTDESK_REDIS_URL": args.redis_url,
-        "FLIGHTDESK_RATE_LIMITS": "1000000/second",
-        "FLIGHTDESK_LOG_LEVEL": "WARNING",
-        "FLIGHTDESK_AUTH_JWT_KEYS": "bench:" + "k" * 48,
-        "FLIGHTDESK_BOOKING_MAX_UNPAID_SEATS": "10000",
-        # Our own state directory: keys, and the Prometheus files that `api --workers N` clears at start.
-        "FLIGHTDESK_STATE_DIR": str(workdir / "state"),
-    }
+    # Our own state directory: keys, and the Prometheus files that `api --workers N` clears at start.
+    env = api_environment(
+        database_url, args.redis_url, booking_max_unpaid_seats="10000", state_dir=str(workdir / "state")
+    )
     api: Api | None = None
     try:
         started = time.perf_counter()
@@ -830,8 +828,7 @@ async def main() -> None:
     finally:
         if api is not None:
             api.stop()
-        with psycopg.connect(args.database_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        drop_database(args.database_url, name)
 
 
 async def profile_api(

@@ -25,22 +25,26 @@ import os
 import random
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
-import psycopg
 import redis
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core_api.seed.schedule import ROUTES
-from loadtests.loadgen import LoadResult, free_port, run_closed_loop, wait_until_up
+from loadtests.loadgen import (
+    LoadResult,
+    api_environment,
+    create_scratch_database,
+    drop_database,
+    free_port,
+    run_closed_loop,
+    wait_until_up,
+)
 
 SEARCH = "/api/v1/flights/search"
 SEED_DAYS = 60
@@ -78,19 +82,9 @@ async def main() -> None:
     parser.add_argument("--scale", choices=["small", "large"], default="small", help="demo seed size")
     args = parser.parse_args()
 
-    name = f"fd_bench_search_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(args.database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    database_url = make_conninfo(args.database_url, dbname=name)
+    name, database_url = create_scratch_database(args.database_url, "fd_bench_search")
     port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("FLIGHTDESK_")},
-        "FLIGHTDESK_DATABASE_URL": database_url,
-        "FLIGHTDESK_REDIS_URL": args.redis_url,
-        "FLIGHTDESK_RATE_LIMITS": "1000000/second",
-        "FLIGHTDESK_LOG_LEVEL": "WARNING",
-        "FLIGHTDESK_AUTH_JWT_KEYS": "bench:" + "k" * 48,
-    }
+    env = api_environment(database_url, args.redis_url)
     api: subprocess.Popen[bytes] | None = None
     try:
         print(f"seeding the {args.scale} demo seed into {name} ...", flush=True)
@@ -145,8 +139,7 @@ async def main() -> None:
             api.terminate()
             api.wait(timeout=30)
         clear_search_keys(args.redis_url)
-        with psycopg.connect(args.database_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        drop_database(args.database_url, name)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""A small closed-loop HTTP load generator for the benchmarks: N connections, each sending back to back.
+"""A small closed-loop HTTP load generator for the benchmarks: N connections, each sending back to back; and the
+set-up every benchmark shares (a scratch database, the API's environment).
 
 Kept dependency-free beyond httpx so benchmarks run without locust (which patches the process with gevent).
 Traffic goes to 127.0.0.1 only, for a bounded time.
@@ -7,16 +8,58 @@ Traffic goes to 127.0.0.1 only, for a bounded time.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import statistics
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
-__all__ = ["LoadResult", "free_port", "run_closed_loop", "wait_until_up"]
+__all__ = [
+    "LoadResult",
+    "api_environment",
+    "create_scratch_database",
+    "drop_database",
+    "free_port",
+    "run_closed_loop",
+    "wait_until_up",
+]
+
+
+def create_scratch_database(server_url: str, prefix: str) -> tuple[str, str]:
+    """A new empty database on the server of ``server_url``: its name and conninfo."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return name, make_conninfo(server_url, dbname=name)
+
+
+def drop_database(server_url: str, name: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def api_environment(database_url: str, redis_url: str, **settings: str) -> dict[str, str]:
+    """The environment of an API started by a benchmark: this process's, without its ``FLIGHTDESK_*`` settings,
+    pointed at the benchmark's servers, with rate limits out of the way and quiet logs; ``settings`` add more
+    (``booking_max_unpaid_seats="10000"`` sets ``FLIGHTDESK_BOOKING_MAX_UNPAID_SEATS``).
+    """
+    return {
+        **{key: value for key, value in os.environ.items() if not key.startswith("FLIGHTDESK_")},
+        "FLIGHTDESK_DATABASE_URL": database_url,
+        "FLIGHTDESK_REDIS_URL": redis_url,
+        "FLIGHTDESK_RATE_LIMITS": "1000000/second",
+        "FLIGHTDESK_LOG_LEVEL": "WARNING",
+        "FLIGHTDESK_AUTH_JWT_KEYS": "bench:" + "k" * 48,
+        **{f"FLIGHTDESK_{key.upper()}": value for key, value in settings.items()},
+    }
 
 
 @dataclass
