@@ -28,21 +28,21 @@ from core_api.auth.service import AuthContext
 from core_api.auth.tokens import load_keyring
 from core_api.bookings.routes import route_handlers as booking_routes
 from core_api.bookings.service import BookingService
-from core_api.crypto import load_cipher
-from core_api.db import create_pool
-from core_api.deps import provide_pool, provide_redis
-from core_api.errors import exception_handlers, problem_response
 from core_api.flights.routes import route_handlers as flight_routes
 from core_api.flights.search_routes import route_handlers as search_routes
 from core_api.health.routes import route_handlers as health_routes
 from core_api.log import configure_logging
-from core_api.middleware import RequestContextMiddleware
-from core_api.ratelimit import RateLimitMiddleware, parse_rate_limits
 from core_api.realtime import Hub, HubOptions
 from core_api.realtime import route_handlers as realtime_routes
-from core_api.redis_client import create_redis
+from core_api.security.crypto import load_cipher
 from core_api.settings import Settings, get_settings
+from core_api.storage.db import create_pool
+from core_api.storage.redis_client import create_redis
 from core_api.users.routes import route_handlers as user_routes
+from core_api.web.deps import provide_pool, provide_redis
+from core_api.web.errors import exception_handlers, problem_response
+from core_api.web.middleware import RequestContextMiddleware
+from core_api.web.ratelimit import RateLimitMiddleware, parse_rate_limits
 
 __all__ = ["build_app", "create_app"]
 

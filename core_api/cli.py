@@ -72,7 +72,7 @@ def services(settings: Settings, *, quiet: bool = False) -> Iterator[Services]:
         yield Services(settings.database.url, settings.redis.url)
         return
 
-    from core_api.embedded import embedded_services
+    from core_api.storage.embedded import embedded_services
 
     def progress(message: str) -> None:
         if not quiet:
@@ -91,7 +91,7 @@ def services(settings: Settings, *, quiet: bool = False) -> Iterator[Services]:
 
 
 def _migrate(database_url: str) -> None:
-    from core_api.migrations import migrate
+    from core_api.storage.migrations import migrate
 
     applied = asyncio.run(migrate(database_url))
     if applied:
@@ -215,9 +215,9 @@ def worker() -> None:
 def create_user(email: str, password: str, role: str, full_name: str | None, airline_code: str | None) -> None:
     """Create a user of any role (the first ADMIN comes from here)."""
     from core_api.audit.service import Actor
-    from core_api.errors import AppError
     from core_api.users import service as users
     from core_api.users.schemas import Role
+    from core_api.web.errors import AppError
 
     async def run(database_url: str) -> None:
         async with await psycopg.AsyncConnection.connect(database_url) as conn, conn.transaction():

@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from core_api.context import request_id_var
+from core_api.web.context import request_id_var
 
 __all__ = ["JsonFormatter", "configure_logging", "dict_config"]
 

@@ -281,14 +281,14 @@ def _check(settings: Settings) -> None:
     for variable, bad in problems.items():
         if bad:
             raise SettingsError(f"{variable}: value out of range")
-    from core_api.ratelimit import parse_rate_limits
+    from core_api.web.ratelimit import parse_rate_limits
 
     try:
         parse_rate_limits(settings.rate_limits)
     except ValueError as exc:
         raise SettingsError(f"FLIGHTDESK_RATE_LIMITS: {exc}") from None
     if settings.crypto_keys:
-        from core_api.crypto import CryptoError, parse_keys
+        from core_api.security.crypto import CryptoError, parse_keys
 
         try:
             parse_keys(settings.crypto_keys)

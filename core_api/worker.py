@@ -17,11 +17,11 @@ from arq.connections import RedisSettings
 
 from core_api.bookings.idempotency import delete_expired_keys
 from core_api.bookings.service import BookingService, release_lapsed_holds
-from core_api.crypto import load_cipher
-from core_api.db import create_pool
 from core_api.outbox.dispatch import dispatch_event
 from core_api.outbox.relay import OutboxRelay
+from core_api.security.crypto import load_cipher
 from core_api.settings import get_settings
+from core_api.storage.db import create_pool
 
 __all__ = [
     "HEARTBEAT_KEY",

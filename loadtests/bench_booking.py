@@ -56,8 +56,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core_api.audit.service import SYSTEM
 from core_api.bookings.service import PNR_ALPHABET
-from core_api.db import load_queries
 from core_api.settings import DatabaseSettings
+from core_api.storage.db import load_queries
 from core_api.users.schemas import Role
 from core_api.users.service import create_user
 from loadtests.loadgen import (

@@ -25,9 +25,9 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool
 
 from core_api.app import create_app
-from core_api.db import create_pool
-from core_api.migrations import migrate
 from core_api.settings import Settings, load_settings
+from core_api.storage.db import create_pool
+from core_api.storage.migrations import migrate
 from tests.support.asgi import serve_in_loop
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -50,7 +50,7 @@ def service_urls() -> Iterator[tuple[str, str]]:
     redis_url = os.environ.get("FLIGHTDESK_TEST_REDIS_URL")
     with contextlib.ExitStack() as stack:
         if not database_url or not redis_url:
-            from core_api.embedded import embedded_services
+            from core_api.storage.embedded import embedded_services
 
             handles = stack.enter_context(
                 embedded_services(REPO_ROOT / ".flightdesk" / "test", postgres=not database_url, redis=not redis_url)

@@ -18,8 +18,8 @@ from uuid import UUID
 import msgspec
 from psycopg.pq import PipelineStatus, TransactionStatus
 
-from core_api.context import request_id_var
-from core_api.db import load_queries
+from core_api.storage.db import load_queries
+from core_api.web.context import request_id_var
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection

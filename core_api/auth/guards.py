@@ -17,8 +17,8 @@ from litestar.middleware import ASGIMiddleware
 
 from core_api.audit.service import Actor, record
 from core_api.auth.schemas import Principal
-from core_api.db import transaction
-from core_api.errors import Forbidden, Unauthorized
+from core_api.storage.db import transaction
+from core_api.web.errors import Forbidden, Unauthorized
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Receive, Scope, Send

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 
-from core_api.ratelimit import OccasionalWarning
+from core_api.web.ratelimit import OccasionalWarning
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis

@@ -18,10 +18,10 @@ from core_api.auth.schemas import (
     RegisterRequest,
     TokenPair,
 )
-from core_api.db import load_queries, struct_row
-from core_api.deps import Pool
-from core_api.errors import NotFound
+from core_api.storage.db import load_queries, struct_row
 from core_api.users.schemas import User
+from core_api.web.deps import Pool
+from core_api.web.errors import NotFound
 
 __all__ = ["route_handlers"]
 

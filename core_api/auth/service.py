@@ -25,11 +25,11 @@ from core_api.auth.tokens import (
     issue_access_token,
     new_opaque_token,
 )
-from core_api.db import DbPool, load_queries, struct_row, transaction
-from core_api.errors import Forbidden, RateLimited, Unauthorized
 from core_api.settings import Settings
+from core_api.storage.db import DbPool, load_queries, struct_row, transaction
 from core_api.users.schemas import Role, User
 from core_api.users.service import create_user, normalise_email, validate_password
+from core_api.web.errors import Forbidden, RateLimited, Unauthorized
 
 __all__ = [
     "authenticate",

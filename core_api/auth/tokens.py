@@ -19,9 +19,9 @@ from typing import Any
 import jwt
 import msgspec
 
-from core_api.demo_keys import DemoKeyError, demo_key
-from core_api.errors import Unauthorized
+from core_api.security.demo_keys import DemoKeyError, demo_key
 from core_api.settings import Settings
+from core_api.web.errors import Unauthorized
 
 __all__ = [
     "ALGORITHM",

@@ -22,9 +22,9 @@ from core_api.bookings._common import (
     seat_errors,
 )
 from core_api.bookings.schemas import Booking, BookingStatus, BookingUpdate
-from core_api.db import struct_row, transaction
-from core_api.errors import HoldExpired, InvalidState, ValidationFailed
 from core_api.flights.search import invalidate_flight
+from core_api.storage.db import struct_row, transaction
+from core_api.web.errors import HoldExpired, InvalidState, ValidationFailed
 
 if TYPE_CHECKING:
     from uuid import UUID

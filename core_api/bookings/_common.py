@@ -13,8 +13,9 @@ import msgspec
 from prometheus_client import Counter
 
 from core_api.bookings.schemas import Booking, BookingStatus
-from core_api.db import load_queries, struct_row
-from core_api.errors import (
+from core_api.storage.db import load_queries, struct_row
+from core_api.users.schemas import Role
+from core_api.web.errors import (
     FieldError,
     Forbidden,
     NotFound,
@@ -23,7 +24,6 @@ from core_api.errors import (
     ValidationFailed,
     register_constraint,
 )
-from core_api.users.schemas import Role
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from core_api.bookings._common import QUERIES, fetch_bookings, scope_of
 from core_api.bookings.schemas import Booking, BookingPage
-from core_api.errors import NotFound
+from core_api.web.errors import NotFound
 
 if TYPE_CHECKING:
     from datetime import date
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
     from core_api.auth.schemas import Principal
     from core_api.bookings.schemas import BookingStatus
-    from core_api.db import DbPool
+    from core_api.storage.db import DbPool
 
 __all__ = ["get_booking", "get_booking_by_pnr", "list_bookings"]
 

@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from core_api.bookings._common import QUERIES
-from core_api.errors import Conflict, IdempotencyKeyReused, ValidationFailed
+from core_api.web.errors import Conflict, IdempotencyKeyReused, ValidationFailed
 
 if TYPE_CHECKING:
     from uuid import UUID
 
     from psycopg import AsyncConnection
 
-    from core_api.db import DbPool
+    from core_api.storage.db import DbPool
 
 __all__ = ["KEY_TTL_HOURS", "IdempotencyKey", "StoredResponse", "claim", "delete_expired_keys", "store"]
 

@@ -17,13 +17,13 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from core_api.auth.guards import PUBLIC, actor_of, principal_of, roles
 from core_api.auth.schemas import Principal
-from core_api.bodies import strict_body
 from core_api.bookings import service
 from core_api.bookings.idempotency import IdempotencyKey
 from core_api.bookings.schemas import Booking, BookingCreate, BookingPage, BookingStatus, BookingUpdate
-from core_api.deps import Pool
-from core_api.errors import ValidationFailed
 from core_api.users.schemas import Role
+from core_api.web.bodies import strict_body
+from core_api.web.deps import Pool
+from core_api.web.errors import ValidationFailed
 
 __all__ = ["provide_booking_service", "route_handlers"]
 

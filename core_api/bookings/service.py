@@ -37,10 +37,10 @@ from core_api.bookings._common import (
 )
 from core_api.bookings._read import get_booking, get_booking_by_pnr, list_bookings
 from core_api.bookings.schemas import Booking, BookingCreate, BookingStatus, PassengerInput, PassengerType
-from core_api.db import struct_row
-from core_api.errors import Conflict, FieldError, InvalidState, SoldOut, ValidationFailed, map_database_error
 from core_api.flights.providers.local import party_price
+from core_api.storage.db import struct_row
 from core_api.users.schemas import Role
+from core_api.web.errors import Conflict, FieldError, InvalidState, SoldOut, ValidationFailed, map_database_error
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -48,9 +48,9 @@ if TYPE_CHECKING:
 
     from core_api.audit.service import Actor
     from core_api.auth.schemas import Principal
-    from core_api.crypto import Cipher
-    from core_api.db import DbPool
+    from core_api.security.crypto import Cipher
     from core_api.settings import Settings
+    from core_api.storage.db import DbPool
 
 __all__ = [
     "PNR_ALPHABET",

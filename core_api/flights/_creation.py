@@ -16,19 +16,19 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from core_api.audit.service import record
-from core_api.db import transaction
-from core_api.errors import FieldError, ValidationFailed
 from core_api.flights._store import QUERIES, ensure_may_operate, fetch_detail, fetch_seat_map, schedule_errors
 from core_api.flights.schemas import CreatedFlight, FareCreate, FlightCreate, FlightDetail
 from core_api.seed.aircraft import AIRCRAFT, FLEETS, LONG_HAUL_KM, ULTRA_LONG_HAUL_KM, Aircraft, Fleet
 from core_api.seed.reference import Airport, great_circle_km
+from core_api.storage.db import transaction
+from core_api.web.errors import FieldError, ValidationFailed
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
 
     from core_api.audit.service import Actor
     from core_api.auth.schemas import Principal
-    from core_api.db import DbPool
+    from core_api.storage.db import DbPool
 
 __all__ = ["create_flight"]
 

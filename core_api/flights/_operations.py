@@ -23,17 +23,17 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 
 from core_api.audit.service import record
-from core_api.db import struct_row, transaction
-from core_api.errors import FieldError, InvalidState, NotFound, ValidationFailed
 from core_api.flights._store import QUERIES, ensure_may_operate, fetch_detail, schedule_errors
 from core_api.flights.schemas import FlightDetail, FlightStatus, FlightUpdate
+from core_api.storage.db import struct_row, transaction
+from core_api.web.errors import FieldError, InvalidState, NotFound, ValidationFailed
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
 
     from core_api.audit.service import Actor
     from core_api.auth.schemas import Principal
-    from core_api.db import DbPool
+    from core_api.storage.db import DbPool
 
 __all__ = ["TRANSITIONS", "update_flight"]
 

@@ -8,17 +8,17 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from core_api.audit.service import record
-from core_api.db import load_queries, struct_row, transaction
-from core_api.errors import Conflict, FieldError, Forbidden, NotFound, register_constraint
 from core_api.flights.schemas import Cabin, CabinSeats, FlightDetail, Seat, SeatMap, SeatRow, SeatStatus
+from core_api.storage.db import load_queries, struct_row, transaction
 from core_api.users.schemas import Role
+from core_api.web.errors import Conflict, FieldError, Forbidden, NotFound, register_constraint
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
 
     from core_api.audit.service import Actor
     from core_api.auth.schemas import Principal
-    from core_api.db import DbPool
+    from core_api.storage.db import DbPool
 
 __all__ = [
     "MAX_BLOCK_TIME",

@@ -13,9 +13,6 @@ from litestar.status_codes import HTTP_201_CREATED
 
 from core_api.auth.guards import PUBLIC, actor_of, principal_of, roles
 from core_api.auth.schemas import Principal
-from core_api.bodies import strict_body
-from core_api.deps import Pool
-from core_api.errors import ValidationFailed
 from core_api.flights import service
 from core_api.flights.schemas import (
     AirlinePage,
@@ -27,6 +24,9 @@ from core_api.flights.schemas import (
     SeatMap,
 )
 from core_api.users.schemas import Role
+from core_api.web.bodies import strict_body
+from core_api.web.deps import Pool
+from core_api.web.errors import ValidationFailed
 
 __all__ = ["route_handlers"]
 

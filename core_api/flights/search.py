@@ -52,21 +52,21 @@ import msgspec
 import psycopg
 from redis.exceptions import RedisError
 
-from core_api.db import load_queries, struct_row
-from core_api.errors import FieldError, ValidationFailed
 from core_api.flights.providers import ProviderUnavailable, SearchProvider
 from core_api.flights.providers.amadeus import AmadeusProvider
 from core_api.flights.providers.local import SOURCE as LOCAL
 from core_api.flights.providers.local import LocalProvider, refresh_local_offers
 from core_api.flights.providers.sabre import SabreProvider
 from core_api.flights.schemas import Money, Offer, SearchMeta, SearchQuery, SearchResponse, SourceStatus
-from core_api.ratelimit import OccasionalWarning
+from core_api.storage.db import load_queries, struct_row
+from core_api.web.errors import FieldError, ValidationFailed
+from core_api.web.ratelimit import OccasionalWarning
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
-    from core_api.db import DbPool
     from core_api.settings import Settings
+    from core_api.storage.db import DbPool
 
 __all__ = [
     "DEGRADED_TTL_SECONDS",

@@ -18,9 +18,9 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import ParameterKwarg, QueryParameter
 
 from core_api.auth.guards import PUBLIC
-from core_api.errors import FieldError, ValidationFailed
 from core_api.flights.schemas import Cabin, SearchQuery, SearchResponse, SortKey
 from core_api.flights.search import MAX_DAYS_AHEAD, MAX_SEATED, SearchService
+from core_api.web.errors import FieldError, ValidationFailed
 
 __all__ = ["parse_search_query", "provide_search_service", "route_handlers"]
 

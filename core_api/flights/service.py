@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from core_api.errors import ValidationFailed
 from core_api.flights._creation import create_flight
 from core_api.flights._operations import TRANSITIONS, update_flight
 from core_api.flights._store import QUERIES, fetch_detail, fetch_seat_map
 from core_api.flights.schemas import Airline, AirlinePage, Airport, AirportMatches, FlightDetail, SeatMap
+from core_api.web.errors import ValidationFailed
 
 if TYPE_CHECKING:
-    from core_api.db import DbPool
+    from core_api.storage.db import DbPool
 
 __all__ = [
     "TRANSITIONS",

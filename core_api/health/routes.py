@@ -7,9 +7,9 @@ from importlib.metadata import version
 from litestar import Response, get
 
 from core_api.auth.guards import PUBLIC
-from core_api.deps import Pool, Redis
 from core_api.health.schemas import Health, ServicesHealth
 from core_api.health.service import check_services
+from core_api.web.deps import Pool, Redis
 
 __all__ = ["route_handlers"]
 

@@ -14,7 +14,7 @@ from core_api.worker import HEARTBEAT_KEY, HEARTBEAT_STALE_SECONDS
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
-    from core_api.db import DbPool
+    from core_api.storage.db import DbPool
 
 __all__ = ["check_services"]
 

@@ -20,7 +20,7 @@ from uuid import UUID
 
 import msgspec
 
-from core_api.db import load_queries
+from core_api.storage.db import load_queries
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection

@@ -32,8 +32,8 @@ import psycopg
 from psycopg import AsyncConnection, sql
 from redis.exceptions import RedisError
 
-from core_api.db import load_queries, struct_row
 from core_api.outbox import EVENTS_CHANNEL, OutboxEvent
+from core_api.storage.db import load_queries, struct_row
 
 if TYPE_CHECKING:
     from arq.connections import ArqRedis

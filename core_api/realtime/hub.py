@@ -29,10 +29,10 @@ from litestar.status_codes import WS_1001_GOING_AWAY, WS_1013_TRY_AGAIN_LATER
 from redis.exceptions import RedisError
 
 from core_api.outbox import EVENTS_CHANNEL, OutboxEvent
-from core_api.ratelimit import OccasionalWarning
 from core_api.realtime.schemas import BOOKING_EVENT_NAMES, BookingAudience, encode_message
 from core_api.realtime.subscriber import Subscriber
 from core_api.users.schemas import Role
+from core_api.web.ratelimit import OccasionalWarning
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis

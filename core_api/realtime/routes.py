@@ -21,8 +21,8 @@ from litestar.status_codes import WS_1011_INTERNAL_ERROR
 
 from core_api.auth.guards import PUBLIC
 from core_api.auth.service import authenticate
-from core_api.errors import AppError
 from core_api.realtime.schemas import decode_command, encode_message, flight_topic
+from core_api.web.errors import AppError
 
 if TYPE_CHECKING:
     from core_api.auth.schemas import Principal

@@ -11,11 +11,11 @@ from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from core_api.auth.guards import actor_of, principal_of, roles
 from core_api.auth.schemas import Principal
-from core_api.db import transaction
-from core_api.deps import Pool
-from core_api.errors import ValidationFailed
+from core_api.storage.db import transaction
 from core_api.users import service
 from core_api.users.schemas import Role, User, UserCreate, UserPage, UserStats, UserUpdate
+from core_api.web.deps import Pool
+from core_api.web.errors import ValidationFailed
 
 __all__ = ["route_handlers"]
 

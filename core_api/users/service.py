@@ -21,9 +21,9 @@ from psycopg.rows import dict_row
 from core_api.audit.service import Actor, record
 from core_api.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, hash_password, verify_password
 from core_api.auth.schemas import Principal
-from core_api.db import DbPool, load_queries, struct_row, transaction
-from core_api.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed, register_constraint
+from core_api.storage.db import DbPool, load_queries, struct_row, transaction
 from core_api.users.schemas import DailyCount, Role, User, UserPage, UserStats, UserUpdate
+from core_api.web.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed, register_constraint
 
 __all__ = [
     "create_user",

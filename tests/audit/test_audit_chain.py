@@ -9,7 +9,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from core_api.audit.service import REDACTED, SYSTEM, Actor, record, verify_chain
-from core_api.db import transaction
+from core_api.storage.db import transaction
 
 
 async def test_record_writes_in_the_callers_transaction(pool: AsyncConnectionPool) -> None:

@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
 
 from core_api.bookings.service import BookingService, release_lapsed_holds
-from core_api.crypto import load_cipher
+from core_api.security.crypto import load_cipher
 from core_api.settings import Settings
 from tests.bookings.conftest import (
     BOOKINGS,

@@ -24,9 +24,9 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invar
 from core_api.app import create_app
 from core_api.audit.service import SYSTEM
 from core_api.bookings.service import BookingService, release_lapsed_holds
-from core_api.crypto import load_cipher
-from core_api.db import create_pool, transaction
+from core_api.security.crypto import load_cipher
 from core_api.settings import Settings
+from core_api.storage.db import create_pool, transaction
 from core_api.users.schemas import Role
 from core_api.users.service import create_user
 from tests.bookings.conftest import BOOKINGS, add_small_flight, adult, booking_request

@@ -13,8 +13,8 @@ import httpx
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from core_api.db import transaction
 from core_api.seed.aircraft import AIRCRAFT
+from core_api.storage.db import transaction
 from core_api.users.schemas import Role
 from tests.support.accounts import Account, MakeAccount, new_account
 

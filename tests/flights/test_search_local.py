@@ -13,8 +13,8 @@ import httpx
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from core_api.db import load_queries
 from core_api.seed.schedule import PlannedFlight, planned_flights
+from core_api.storage.db import load_queries
 
 SEARCH = "/api/v1/flights/search"
 

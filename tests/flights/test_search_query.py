@@ -7,9 +7,9 @@ from datetime import UTC, date, datetime, timedelta
 import httpx
 import pytest
 
-from core_api.errors import ValidationFailed
 from core_api.flights.schemas import Cabin, SearchQuery
 from core_api.flights.search_routes import parse_search_query
+from core_api.web.errors import ValidationFailed
 
 SEARCH = "/api/v1/flights/search"
 

@@ -20,9 +20,9 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.jobs import Job
 from arq.worker import Worker
 
-from core_api.db import DbPool, transaction
 from core_api.outbox import EVENTS_CHANNEL, OutboxEvent, dispatch, emit
 from core_api.outbox.relay import OutboxRelay, backlog
+from core_api.storage.db import DbPool, transaction
 from core_api.worker import on_shutdown, on_startup
 from tests.support.fault_proxy import FaultProxy
 

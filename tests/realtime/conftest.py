@@ -30,10 +30,10 @@ from websockets.typing import Subprotocol
 
 from core_api.app import create_app
 from core_api.audit.service import SYSTEM
-from core_api.db import DbPool, create_pool, transaction
 from core_api.outbox import EVENTS_CHANNEL, OutboxEvent
 from core_api.realtime import HubOptions
 from core_api.settings import Settings, load_settings
+from core_api.storage.db import DbPool, create_pool, transaction
 from core_api.users.schemas import Role, User
 from core_api.users.service import create_user
 from tests.conftest import TEST_JWT_KEYS, cloned_database, suite_redis_url

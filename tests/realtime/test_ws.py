@@ -34,12 +34,12 @@ from websockets.exceptions import ConnectionClosed
 
 from core_api.auth.schemas import Principal
 from core_api.auth.tokens import decode_access_token, issue_access_token
-from core_api.db import DbPool
 from core_api.outbox import BOOKING_EVENT_TYPES, EVENTS_CHANNEL
 from core_api.outbox.relay import OutboxRelay
 from core_api.realtime import Hub, HubOptions
 from core_api.realtime.schemas import BOOKING_EVENT_NAMES
 from core_api.settings import Settings
+from core_api.storage.db import DbPool
 from core_api.users.schemas import Role
 from tests.bookings.conftest import add_small_flight, booking_request
 from tests.conftest import REPO_ROOT, TEST_JWT_KEYS

@@ -11,7 +11,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from core_api.audit.service import SYSTEM
-from core_api.db import transaction
+from core_api.storage.db import transaction
 from core_api.users.schemas import Role, User
 from core_api.users.service import create_user
 from tests.support.accounts import PASSWORD, Account, MakeAccount

@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from core_api.db import load_queries, struct_row
 from core_api.flights.schemas import Cabin, Money, Offer, Segment
+from core_api.storage.db import load_queries, struct_row
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from core_api.db import DbPool
     from core_api.flights.schemas import SearchQuery
+    from core_api.storage.db import DbPool
 
 __all__ = ["SOURCE", "LocalProvider", "infant_fare", "offer_id", "party_price", "refresh_local_offers"]
 

@@ -1,4 +1,4 @@
-"""core_api.embedded against real servers: start, attach from a second process, reference-counted stop,
+"""core_api.storage.embedded against real servers: start, attach from a second process, reference-counted stop,
 recovery from killed holders and stale state files, and state directories too long for a unix socket path.
 
 Self-contained (no conftest fixtures): every test gets its own short state directory under /tmp, so its servers
@@ -27,18 +27,18 @@ import redis
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool
 
-from core_api.embedded import EmbeddedHandles, EmbeddedServiceError, ServiceUrls, embedded_services
-from core_api.embedded._holders import _process_alive
-from core_api.embedded._postgres import _Postgres
-from core_api.embedded._redis import _Redis
+from core_api.storage.embedded import EmbeddedHandles, EmbeddedServiceError, ServiceUrls, embedded_services
+from core_api.storage.embedded._holders import _process_alive
+from core_api.storage.embedded._postgres import _Postgres
+from core_api.storage.embedded._redis import _Redis
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # A second process holding the servers of argv[1]; prints what it got, then waits as argv[4] says.
 HOLDER = """
 import json, sys, time
 from pathlib import Path
-from core_api.embedded import embedded_services
+from core_api.storage.embedded import embedded_services
 
 state_dir, postgres, redis, wait = Path(sys.argv[1]), sys.argv[2] == "1", sys.argv[3] == "1", sys.argv[4]
 with embedded_services(state_dir, postgres=postgres, redis=redis) as handles:

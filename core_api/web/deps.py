@@ -8,7 +8,7 @@ import redis.asyncio as aioredis
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 
-from core_api.db import DbPool
+from core_api.storage.db import DbPool
 
 __all__ = ["Pool", "Redis", "provide_pool", "provide_redis"]
 

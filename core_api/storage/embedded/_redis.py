@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import psutil
 
-from core_api.embedded import EmbeddedServiceError
-from core_api.embedded._holders import (
+from core_api.storage.embedded import EmbeddedServiceError
+from core_api.storage.embedded._holders import (
     _log_tail,
     _process_alive,
     _read_json,
@@ -27,9 +27,9 @@ from core_api.embedded._holders import (
 )
 
 if TYPE_CHECKING:
-    from core_api.embedded import ProgressCallback
+    from core_api.storage.embedded import ProgressCallback
 
-# The package's logger, not this module's: log lines keep saying "core_api.embedded".
+# The package's logger, not this module's: log lines keep saying "core_api.storage.embedded".
 logger = logging.getLogger(__package__)
 
 _REDIS_START_TIMEOUT_S = 30.0

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from core_api.demo_keys import DemoKeyError, demo_key
+from core_api.security.demo_keys import DemoKeyError, demo_key
 
 if TYPE_CHECKING:
     from core_api.settings import Settings

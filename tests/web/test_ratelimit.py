@@ -18,8 +18,8 @@ from litestar import Litestar, Router, get, head
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 
-from core_api.errors import exception_handlers
-from core_api.ratelimit import RateLimiter, RateLimitMiddleware, Tier, parse_rate_limits
+from core_api.web.errors import exception_handlers
+from core_api.web.ratelimit import RateLimiter, RateLimitMiddleware, Tier, parse_rate_limits
 from tests.support.asgi import serve_in_loop
 from tests.support.fault_proxy import FaultProxy
 
@@ -336,7 +336,7 @@ async def timed_get(client: httpx.AsyncClient, path: str) -> tuple[httpx.Respons
 async def test_requests_pass_quickly_when_redis_is_down(
     serve: Serve, redis_url: str, calls: Calls, fault: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="core_api.ratelimit")
+    caplog.set_level(logging.WARNING, logger="core_api.web.ratelimit")
     async with (
         FaultProxy.for_redis(redis_url) as proxy,
         serve("1/minute", url=proxy.rewrite_redis_url(redis_url)) as client,
@@ -352,6 +352,6 @@ async def test_requests_pass_quickly_when_redis_is_down(
         # Back to enforcing once Redis answers again (the minute's budget was spent before the outage).
         assert (await client.get("/api/v1/ping")).status_code == 429
     assert calls.count == 5
-    warnings = [record for record in caplog.records if record.name == "core_api.ratelimit"]
+    warnings = [record for record in caplog.records if record.name == "core_api.web.ratelimit"]
     assert len(warnings) == 1
     assert "Redis unavailable" in warnings[0].getMessage()

@@ -10,10 +10,10 @@ from litestar import Litestar, post
 from litestar.params import JSONBody
 
 from core_api.app import SWAGGER_ASSETS
-from core_api.errors import exception_handlers
 from core_api.log import JsonFormatter
-from core_api.middleware import RequestContextMiddleware
 from core_api.users.schemas import Role
+from core_api.web.errors import exception_handlers
+from core_api.web.middleware import RequestContextMiddleware
 from tests.support.asgi import serve_in_loop
 
 PROBLEM = "application/problem+json"

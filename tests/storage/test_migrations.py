@@ -6,7 +6,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from core_api.migrations import MigrationError, discover, migrate
+from core_api.storage.migrations import MigrationError, discover, migrate
 from tests.conftest import cloned_database
 
 

@@ -34,7 +34,7 @@ __all__ = [
     "transaction",
 ]
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 
 T = TypeVar("T", bound=msgspec.Struct)
 

@@ -21,7 +21,7 @@ from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from redis.exceptions import RedisError
 
-from core_api.errors import problem_response
+from core_api.web.errors import problem_response
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis

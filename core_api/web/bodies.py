@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
-from core_api.errors import ValidationFailed
+from core_api.web.errors import ValidationFailed
 
 if TYPE_CHECKING:
     from litestar import Request

@@ -14,13 +14,13 @@ from urllib.parse import quote
 
 import psutil
 
-from core_api.embedded import EmbeddedServiceError
-from core_api.embedded._holders import _log_tail, _process_alive, _wait_dead
+from core_api.storage.embedded import EmbeddedServiceError
+from core_api.storage.embedded._holders import _log_tail, _process_alive, _wait_dead
 
 if TYPE_CHECKING:
-    from core_api.embedded import ProgressCallback
+    from core_api.storage.embedded import ProgressCallback
 
-# The package's logger, not this module's: log lines keep saying "core_api.embedded".
+# The package's logger, not this module's: log lines keep saying "core_api.storage.embedded".
 logger = logging.getLogger(__package__)
 
 _PG_STOP_TIMEOUT_S = 60

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psycopg
 
-from core_api.db import SQL_DIR
+from core_api.storage.db import SQL_DIR
 
 __all__ = ["Migration", "MigrationError", "discover", "migrate"]
 

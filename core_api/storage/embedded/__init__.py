@@ -35,10 +35,10 @@ class EmbeddedServiceError(RuntimeError):
 
 
 # The private modules raise EmbeddedServiceError, imported from this package: they must be imported after it is
-# defined, and it is defined here so that it stays ``core_api.embedded.EmbeddedServiceError`` in tracebacks.
-from core_api.embedded._holders import _hold, _Holders  # noqa: E402
-from core_api.embedded._postgres import _Postgres  # noqa: E402
-from core_api.embedded._redis import _Redis  # noqa: E402
+# defined, and it is defined here so that it stays ``core_api.storage.embedded.EmbeddedServiceError`` in tracebacks.
+from core_api.storage.embedded._holders import _hold, _Holders  # noqa: E402
+from core_api.storage.embedded._postgres import _Postgres  # noqa: E402
+from core_api.storage.embedded._redis import _Redis  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import psutil
 
-from core_api.embedded import EmbeddedServiceError
+from core_api.storage.embedded import EmbeddedServiceError
 
 if TYPE_CHECKING:
-    from core_api.embedded import ProgressCallback
+    from core_api.storage.embedded import ProgressCallback
 
-# The package's logger, not this module's: log lines keep saying "core_api.embedded".
+# The package's logger, not this module's: log lines keep saying "core_api.storage.embedded".
 logger = logging.getLogger(__package__)
 
 # How long a process waits for another one holding a server's lock (it may be running initdb).
