@@ -17,6 +17,7 @@ from litestar.middleware import ASGIMiddleware
 
 from core_api.audit.service import Actor, record
 from core_api.auth.schemas import Principal
+from core_api.auth.service import authenticate
 from core_api.storage.db import transaction
 from core_api.web.errors import Forbidden, Unauthorized
 
@@ -60,8 +61,6 @@ class AuthenticationMiddleware(ASGIMiddleware):
         scope["user"] = None
         token = _bearer_token(scope)
         if token is not None:
-            from core_api.auth.service import authenticate
-
             context: AuthContext = scope["app"].state.auth
             scope["user"] = await authenticate(context, token)
         await next_app(scope, receive, send)

@@ -17,6 +17,7 @@ from psycopg import AsyncConnection
 from core_api.audit.service import Actor, record
 from core_api.auth.lockout import LoginThrottle
 from core_api.auth.passwords import hash_password, verify_password
+from core_api.auth.revocation import revoke_user_sessions
 from core_api.auth.schemas import Principal, TokenPair
 from core_api.auth.tokens import (
     Keyring,
@@ -39,7 +40,6 @@ __all__ = [
     "refresh",
     "register",
     "request_password_reset",
-    "revoke_user_sessions",
 ]
 
 QUERIES = load_queries("auth")
@@ -203,11 +203,6 @@ async def logout(ctx: AuthContext, actor: Actor, principal: Principal) -> None:
         await tx.execute(QUERIES["revoke_family"], {"family_id": principal.session_id, "reason": "logout"})
         await record(tx, "auth.logout", actor, ("user", principal.id),
                      metadata={"session_id": str(principal.session_id)})  # fmt: skip
-
-
-async def revoke_user_sessions(tx: AsyncConnection[Any], user_id: uuid.UUID, reason: str) -> None:
-    """End every session of a user (their access tokens stop working with them)."""
-    await tx.execute(QUERIES["revoke_user_sessions"], {"user_id": user_id, "reason": reason})
 
 
 async def request_password_reset(ctx: AuthContext, actor: Actor, *, email: str) -> str | None:

@@ -20,6 +20,7 @@ from psycopg.rows import dict_row
 
 from core_api.audit.service import Actor, record
 from core_api.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, hash_password, verify_password
+from core_api.auth.revocation import revoke_user_sessions
 from core_api.auth.schemas import Principal
 from core_api.storage.db import DbPool, load_queries, struct_row, transaction
 from core_api.users.schemas import DailyCount, Role, User, UserPage, UserStats, UserUpdate
@@ -200,13 +201,6 @@ async def user_stats(pool: DbPool) -> UserStats:
     )
 
 
-async def _end_sessions(tx: AsyncConnection[Any], user_id: UUID, reason: str) -> None:
-    # Imported here: core_api.auth.service imports this module (registration shares create_user).
-    from core_api.auth.service import revoke_user_sessions
-
-    await revoke_user_sessions(tx, user_id, reason)
-
-
 async def _keep_an_admin(tx: AsyncConnection[Any], user: User) -> None:
     """Refuse to remove the last live, active ADMIN; call before demoting, deactivating or deleting ``user``."""
     if user.role is not Role.ADMIN or not user.is_active:
@@ -326,7 +320,7 @@ async def update_user(pool: DbPool, actor: Actor, principal: Principal, user_id:
             await tx.execute(QUERIES["spend_password_resets"], {"id": user_id})
         assert after is not None
         if password is not None or (before.is_active and not after.is_active):
-            await _end_sessions(tx, user_id, "password_change" if password else "deactivated")
+            await revoke_user_sessions(tx, user_id, "password_change" if password else "deactivated")
         await _audit_update(tx, actor, before, after, changed, password_changed=password is not None)
     return after
 
@@ -337,7 +331,7 @@ async def delete_user(pool: DbPool, actor: Actor, user_id: UUID) -> None:
         before = await _fetch_user(tx, "lock_user", user_id)
         await _keep_an_admin(tx, before)
         await tx.execute(QUERIES["soft_delete_user"], {"id": user_id})
-        await _end_sessions(tx, user_id, "deleted")
+        await revoke_user_sessions(tx, user_id, "deleted")
         await tx.execute(QUERIES["spend_password_resets"], {"id": user_id})
         # The audit trail outlives the account, so it keeps no personal data of it.
         kept = {"id": before.id, "role": before.role, "is_active": before.is_active, "created_at": before.created_at}
