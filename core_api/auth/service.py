@@ -246,7 +246,10 @@ async def confirm_password_reset(ctx: AuthContext, actor: Actor, *, token: str, 
 
 
 async def authenticate(ctx: AuthContext, token: str) -> Principal:
-    """The caller behind a bearer token, checked against the database: live user, open session, not blacklisted."""
+    """The caller behind a bearer token, checked against the database: live user, open session, not blacklisted.
+
+    A session that is missing (never written, or another user's) is treated exactly like a revoked one.
+    """
     claims = decode_access_token(ctx.keyring, ctx.settings, token)
     async with ctx.pool.connection() as conn:
         row = await (
@@ -257,7 +260,7 @@ async def authenticate(ctx: AuthContext, token: str) -> Principal:
         row is None
         or not row["is_active"]
         or row["deleted_at"] is not None
-        or row["session_revoked_at"] is not None
+        or row["session_ended"]
         or row["blacklisted"]
         or (changed_at is not None and claims.iat < int(changed_at.timestamp()))
     ):

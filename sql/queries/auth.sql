@@ -1,10 +1,12 @@
 -- principal_state --
 -- What every authenticated request checks: the user is live, the session open, the token not blacklisted.
+-- An inner join: a token naming no session of its user (none at all, or someone else's) finds no row and is
+-- refused like a revoked one; a session past its absolute lifetime is over as well.
 SELECT u.id, u.role, u.airline_code, u.is_active, u.deleted_at, u.credentials_changed_at,
-       s.revoked_at AS session_revoked_at,
+       s.revoked_at IS NOT NULL OR s.expires_at <= now() AS session_ended,
        EXISTS (SELECT 1 FROM blacklisted_tokens AS b WHERE b.jti = %(jti)s) AS blacklisted
 FROM users AS u
-LEFT JOIN sessions AS s ON s.family_id = %(sid)s AND s.user_id = u.id
+JOIN sessions AS s ON s.family_id = %(sid)s AND s.user_id = u.id
 WHERE u.id = %(sub)s
 
 -- user_for_login --
