@@ -17,7 +17,7 @@ from psycopg import AsyncConnection
 from core_api.audit.service import Actor, record
 from core_api.auth.lockout import LoginThrottle
 from core_api.auth.passwords import hash_password, verify_password
-from core_api.auth.revocation import revoke_user_sessions
+from core_api.auth.revocation import revoke_password_resets, revoke_user_sessions
 from core_api.auth.schemas import Principal, TokenPair
 from core_api.auth.tokens import (
     Keyring,
@@ -231,18 +231,28 @@ async def request_password_reset(ctx: AuthContext, actor: Actor, *, email: str) 
 
 
 async def confirm_password_reset(ctx: AuthContext, actor: Actor, *, token: str, new_password: str) -> None:
-    """Spend a reset token: set the new password and end every session of the user."""
+    """Spend a reset token of a live, active account: set the new password, end every session of the user and
+    spend the user's other reset tokens.
+
+    The account is re-checked here, not only when the token was issued: a token mailed before a deactivation or
+    deletion must not work after it (those revoke the tokens as well; this check also covers a change racing us).
+    """
     validate_password(new_password, "new_password")
     password_hash = await hash_password(new_password)
+    token_hash = hash_opaque_token(token)
     async with transaction(ctx.pool) as tx:
-        row = await (
-            await tx.execute(QUERIES["take_password_reset"], {"token_hash": hash_opaque_token(token)})
-        ).fetchone()
-        if row is None:
+        owner = await (await tx.execute(QUERIES["lock_password_reset_owner"], {"token_hash": token_hash})).fetchone()
+        taken = None
+        if owner is not None and owner["is_active"]:
+            params = {"token_hash": token_hash, "user_id": owner["id"]}
+            taken = await (await tx.execute(QUERIES["take_password_reset"], params)).fetchone()
+        if taken is None:
             raise Unauthorized("The reset token is invalid or expired.")
-        await tx.execute(QUERIES["change_password"], {"user_id": row["user_id"], "password_hash": password_hash})
-        await revoke_user_sessions(tx, row["user_id"], "password_reset")
-        await record(tx, "auth.password_reset_completed", actor, ("user", row["user_id"]))
+        user_id = taken["user_id"]
+        await tx.execute(QUERIES["change_password"], {"user_id": user_id, "password_hash": password_hash})
+        await revoke_password_resets(tx, user_id)
+        await revoke_user_sessions(tx, user_id, "password_reset")
+        await record(tx, "auth.password_reset_completed", actor, ("user", user_id))
 
 
 async def authenticate(ctx: AuthContext, token: str) -> Principal:

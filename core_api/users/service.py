@@ -20,7 +20,7 @@ from psycopg.rows import dict_row
 
 from core_api.audit.service import Actor, record
 from core_api.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, hash_password, verify_password
-from core_api.auth.revocation import revoke_user_sessions
+from core_api.auth.revocation import revoke_password_resets, revoke_user_sessions
 from core_api.auth.schemas import Principal
 from core_api.storage.db import DbPool, load_queries, struct_row, transaction
 from core_api.users.schemas import DailyCount, Role, User, UserPage, UserStats, UserUpdate
@@ -317,10 +317,11 @@ async def update_user(pool: DbPool, actor: Actor, principal: Principal, user_id:
             after = await _user_row(tx, "change_password", password)
             if after is None:
                 raise Conflict("The password was changed meanwhile; try again.")
-            await tx.execute(QUERIES["spend_password_resets"], {"id": user_id})
         assert after is not None
         if password is not None or (before.is_active and not after.is_active):
             await revoke_user_sessions(tx, user_id, "password_change" if password else "deactivated")
+        if password is not None or (before.is_active and not after.is_active) or after.role is not before.role:
+            await revoke_password_resets(tx, user_id)
         await _audit_update(tx, actor, before, after, changed, password_changed=password is not None)
     return after
 
@@ -332,7 +333,7 @@ async def delete_user(pool: DbPool, actor: Actor, user_id: UUID) -> None:
         await _keep_an_admin(tx, before)
         await tx.execute(QUERIES["soft_delete_user"], {"id": user_id})
         await revoke_user_sessions(tx, user_id, "deleted")
-        await tx.execute(QUERIES["spend_password_resets"], {"id": user_id})
+        await revoke_password_resets(tx, user_id)
         # The audit trail outlives the account, so it keeps no personal data of it.
         kept = {"id": before.id, "role": before.role, "is_active": before.is_active, "created_at": before.created_at}
         await record(tx, "user.deleted", actor, ("user", user_id), before=kept, metadata={"anonymised": True})

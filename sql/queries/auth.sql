@@ -95,11 +95,26 @@ WHERE id = %(user_id)s AND deleted_at IS NULL
 INSERT INTO password_reset_tokens (user_id, token_hash, expires_at)
 VALUES (%(user_id)s, %(token_hash)s, now() + make_interval(secs => %(ttl)s))
 
+-- lock_password_reset_owner --
+-- The live account a password-reset token belongs to, its row locked: the user row first, as deactivation and
+-- deletion lock it before they revoke the account's reset tokens, so a confirmation racing them waits and then
+-- sees what they wrote.
+SELECT u.id, u.is_active
+FROM password_reset_tokens AS t
+JOIN users AS u ON u.id = t.user_id
+WHERE t.token_hash = %(token_hash)s AND u.deleted_at IS NULL
+FOR UPDATE OF u
+
 -- take_password_reset --
--- Spend a live password-reset token, returning its user.
+-- Spend a live password-reset token of the given user, returning it.
 UPDATE password_reset_tokens SET used_at = now()
-WHERE token_hash = %(token_hash)s AND used_at IS NULL AND expires_at > now()
+WHERE token_hash = %(token_hash)s AND user_id = %(user_id)s AND used_at IS NULL AND expires_at > now()
 RETURNING user_id
+
+-- revoke_password_resets --
+-- Spend every outstanding password-reset token of a user (reset completed, password changed, deactivation,
+-- deletion, role change).
+UPDATE password_reset_tokens SET used_at = now() WHERE user_id = %(user_id)s AND used_at IS NULL
 
 -- change_password --
 -- Replace a password hash; access tokens issued before now stop working.

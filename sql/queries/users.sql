@@ -59,10 +59,6 @@ SET deleted_at = now(), is_active = false, email = 'deleted-' || id || '@deleted
 WHERE id = %(id)s AND deleted_at IS NULL
 RETURNING id, role
 
--- spend_password_resets --
--- Spend every outstanding password-reset token of a user.
-UPDATE password_reset_tokens SET used_at = now() WHERE user_id = %(id)s AND used_at IS NULL
-
 -- read_only_snapshot --
 -- Make this transaction read one snapshot (a page and its total agree) and write nothing.
 SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY
