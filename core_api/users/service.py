@@ -4,7 +4,7 @@ updating (self-service and admin), soft deletion and statistics.
 Who may see whom: a user sees themself; ADMIN and BUSINESS_OWNER see everyone (BUSINESS_OWNER read-only); anyone
 else is told 404. Every change and its audit rows commit in one transaction. A change that would leave no live,
 active ADMIN (demoting, deactivating or deleting the last one) is refused with 409, so the system can always be
-administered without falling back to the CLI.
+administered without falling back to the CLI; so is an admin deleting or deactivating their own account.
 """
 
 from __future__ import annotations
@@ -218,6 +218,13 @@ async def _refuse(pool: DbPool, event_type: str, actor: Actor, user_id: UUID, **
         await record(tx, event_type, actor, ("user", user_id), metadata=metadata)
 
 
+def _not_oneself(principal: Principal, user_id: UUID, action: str) -> None:
+    """Refuse an admin deleting or deactivating their own account: a slip that locks them out at once (and may
+    leave the others without the admin they counted on); another admin has to do it."""
+    if principal.id == user_id:
+        raise Conflict(f"You cannot {action} your own account; ask another admin.")
+
+
 async def _check_update_allowed(
     pool: DbPool, actor: Actor, principal: Principal, user_id: UUID, changes: UserUpdate
 ) -> None:
@@ -233,6 +240,8 @@ async def _check_update_allowed(
             "Only an admin may change role, is_active or airline_code.",
             errors=[FieldError(name, "only an admin may change this") for name in admin_fields],
         )
+    if changes.is_active is False:
+        _not_oneself(principal, user_id, "deactivate")
     wants_password = changes.new_password is not msgspec.UNSET
     if wants_password != (changes.current_password is not msgspec.UNSET):
         missing = "current_password" if wants_password else "new_password"
@@ -326,8 +335,9 @@ async def update_user(pool: DbPool, actor: Actor, principal: Principal, user_id:
     return after
 
 
-async def delete_user(pool: DbPool, actor: Actor, user_id: UUID) -> None:
+async def delete_user(pool: DbPool, actor: Actor, principal: Principal, user_id: UUID) -> None:
     """Soft-delete a user: deactivated, personal data anonymised, password unusable, every session ended."""
+    _not_oneself(principal, user_id, "delete")
     async with transaction(pool) as tx:
         before = await _fetch_user(tx, "lock_user", user_id)
         await _keep_an_admin(tx, before)

@@ -442,10 +442,27 @@ async def test_the_last_active_admin_cannot_remove_itself(
     row = await user_row(pool, admin.id)
     assert (row["role"], row["is_active"], row["deleted_at"]) == ("ADMIN", True, None)
 
-    # With a second admin around, either may leave; the remaining one may not.
+    # With a second admin around, either may remove the other; the remaining one may not be removed.
     second = await make_account(Role.ADMIN)
-    assert (await client.delete(url, headers=admin.headers)).status_code == 204
-    assert (await client.delete(f"/api/v1/users/{second.id}", headers=second.headers)).status_code == 409
+    assert (await client.delete(url, headers=second.headers)).status_code == 204
+    assert (
+        await client.put(f"/api/v1/users/{second.id}", json={"role": "CUSTOMER"}, headers=second.headers)
+    ).status_code == 409
+
+
+@pytest.mark.parametrize(("method", "body"), [("DELETE", None), ("PUT", {"is_active": False})])
+async def test_an_admin_cannot_delete_or_deactivate_their_own_account(
+    client: httpx.AsyncClient, pool: AsyncConnectionPool, admin: Account, make_account: MakeAccount,
+    method: str, body: dict | None,
+) -> None:  # fmt: skip
+    await make_account(Role.ADMIN)  # not the last admin: the refusal is about acting on oneself
+    before = await user_row(pool, admin.id)
+    response = await client.request(method, f"/api/v1/users/{admin.id}", json=body, headers=admin.headers)
+    assert response.status_code == 409, response.text
+    assert response.json()["code"] == "CONFLICT"
+    assert "your own account" in response.json()["detail"]
+    assert await user_row(pool, admin.id) == before
+    assert (await client.get("/api/v1/auth/me", headers=admin.headers)).status_code == 200
 
 
 async def test_two_admins_demoting_each_other_at_once_leave_one(
