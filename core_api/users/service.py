@@ -15,6 +15,7 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
+import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
@@ -123,7 +124,13 @@ async def create_user(
     password_hash = await hash_password(password)
     values = {"email": email, "password_hash": password_hash, "full_name": full_name, "phone": phone,
               "role": role.value, "airline_code": airline_code}  # fmt: skip
-    user = await _user_row(tx, "insert_user", values)
+    try:
+        user = await _user_row(tx, "insert_user", values)
+    except psycopg.errors.UniqueViolation as exc:
+        if exc.diag.constraint_name != "users_email_key":
+            raise
+        # Named here rather than by the generic constraint mapping, so the CLI and the API both say which address.
+        raise Conflict(f"A user with the email {email} already exists.") from None
     assert user is not None
     await record(tx, "user.created", actor, ("user", user.id), after=user)
     return user
