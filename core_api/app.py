@@ -21,7 +21,7 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.static_files import create_static_files_router
 from litestar.status_codes import HTTP_404_NOT_FOUND
 
-from core_api.auth.guards import AuthenticationMiddleware, authorize
+from core_api.auth.guards import OPS, AuthenticationMiddleware, authorize
 from core_api.auth.lockout import LoginThrottle
 from core_api.auth.routes import route_handlers as auth_routes
 from core_api.auth.service import AuthContext
@@ -51,8 +51,12 @@ SWAGGER_ASSETS = "/api/docs-assets"
 
 
 class MetricsController(PrometheusController):
+    """Prometheus text, for loopback scrapers and ones sending the ops token (it tells about the infrastructure)."""
+
     path = "/metrics"
     include_in_schema = False
+    guards = (authorize,)
+    opt = OPS
 
 
 async def _docs_not_found_as_problem(response: Response) -> Response:

@@ -137,6 +137,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """Where embedded servers, the warehouse and run files live."""
     rate_limits: str = "10/second;100/minute;1000/hour"
     """Request limits per client (user id when authenticated, else IP): ``N/second|minute|hour|day`` tiers."""
+    ops_token: str | None = None
+    """Bearer token (at least 16 characters) that opens ``/metrics`` and ``/api/v1/health/services`` to callers
+    that are not on loopback; loopback clients need none. Unset: only loopback clients may read them."""
     crypto_keys: str | None = None
     """AES-256-GCM keys for fields encrypted at rest, ``version:base64key`` comma separated; the first seals, all
     open (rotation). Unset: outside production a random key is generated once and kept in ``<state_dir>/crypto.key``."""
@@ -275,6 +278,7 @@ def _check(settings: Settings) -> None:
         "FLIGHTDESK_AUTH_SESSION_TTL_SECONDS": settings.auth.session_ttl_seconds < settings.auth.refresh_ttl_seconds,
         "FLIGHTDESK_AUTH_LOGIN_MAX_FAILURES": settings.auth.login_max_failures < 1,
         "FLIGHTDESK_AUTH_LOGIN_WINDOW_SECONDS": settings.auth.login_window_seconds < 1,
+        "FLIGHTDESK_OPS_TOKEN": settings.ops_token is not None and len(settings.ops_token) < 16,
         "FLIGHTDESK_BOOKING_HOLD_MINUTES": not 1 <= settings.booking.hold_minutes <= 24 * 60,
         "FLIGHTDESK_BOOKING_MAX_UNPAID_SEATS": not 1 <= settings.booking.max_unpaid_seats <= 10_000,
     }
