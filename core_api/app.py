@@ -99,7 +99,7 @@ def create_app(
         # Waiting makes a wrong DSN or a missing server fail the start, not the first request.
         await pool.open(wait=True)
         redis = create_redis(settings, redis_url)
-        throttle = LoginThrottle(redis, settings.auth.login_max_failures, settings.auth.login_window_seconds)
+        throttle = LoginThrottle.from_settings(redis, pool, settings.auth)
         app.state.pool, app.state.redis = pool, redis
         app.state.auth = AuthContext(settings, keyring, pool, throttle)
         app.state.bookings = BookingService(pool, redis, settings, cipher)

@@ -30,11 +30,12 @@ from core_api.settings import Settings
 from core_api.storage.db import DbPool, load_queries, struct_row, transaction
 from core_api.users.schemas import Role, User
 from core_api.users.service import create_user, normalise_email, validate_password
-from core_api.web.errors import Forbidden, RateLimited, Unauthorized
+from core_api.web.errors import Forbidden, Unauthorized
 
 __all__ = [
     "authenticate",
     "confirm_password_reset",
+    "forget_expired_state",
     "login",
     "logout",
     "refresh",
@@ -102,40 +103,42 @@ async def register(ctx: AuthContext, actor: Actor, *, email: str, password: str,
     return pair
 
 
-async def _locked_out(ctx: AuthContext, kind: str, email: str) -> None:
-    retry_after = await ctx.throttle.retry_after(kind, email)
-    if retry_after is not None:
-        raise RateLimited(
-            "Too many failed attempts for this account; try again later.",
-            headers={"Retry-After": str(retry_after)},
-        )
-
-
 async def login(ctx: AuthContext, actor: Actor, *, email: str, password: str) -> TokenPair:
-    """Check the password (same cost whether or not the email exists) and open a session."""
+    """Check the password (same cost whether or not the email exists) and open a session.
+
+    The attempt is reserved with the lockout before the password is checked (429 when it is locked out), so
+    parallel guesses cannot outrun the count; only a login that opens a session releases its reservation.
+    """
     email = email.strip()
-    await _locked_out(ctx, "login", email)
-    async with ctx.pool.connection() as conn:
-        row = await (await conn.execute(QUERIES["user_for_login"], {"email": email})).fetchone()
-    matches, needs_rehash = await verify_password(row["password_hash"] if row else None, password)
+    attempt = await ctx.throttle.reserve("login", email, actor.ip)
+    try:
+        async with ctx.pool.connection() as conn:
+            row = await (await conn.execute(QUERIES["user_for_login"], {"email": email})).fetchone()
+        matches, needs_rehash = await verify_password(row["password_hash"] if row else None, password)
+    except BaseException:
+        # No verdict reached the caller (our own error, or they hung up): the attempt guessed nothing.
+        await ctx.throttle.release(attempt)
+        raise
     if not matches:
-        locked_now = await ctx.throttle.record_failure("login", email)
+        locked = await ctx.throttle.failed(attempt)
+        email_sha256 = hash_opaque_token(email.lower()).hex()
         async with transaction(ctx.pool) as tx:
             user_id = row["id"] if row else None
             await record(
                 tx, "auth.login_failed", actor, ("user", user_id) if user_id else None,
-                metadata={"email_sha256": hash_opaque_token(email.lower()).hex(), "known_user": row is not None},
+                metadata={"email_sha256": email_sha256, "known_user": row is not None},
             )  # fmt: skip
-            if locked_now:
+            if locked:
                 await record(tx, "auth.lockout", actor, ("user", user_id) if user_id else None,
-                             metadata={"email_sha256": hash_opaque_token(email.lower()).hex()})  # fmt: skip
+                             metadata={"email_sha256": email_sha256, "scopes": locked})  # fmt: skip
         raise Unauthorized(_INVALID_CREDENTIALS)
     assert row is not None
     if not row["is_active"]:
+        # Counted as a failure: the right password of a deactivated account opens nothing.
+        await ctx.throttle.failed(attempt)
         async with transaction(ctx.pool) as tx:
             await record(tx, "auth.login_failed", actor, ("user", row["id"]), metadata={"reason": "inactive"})
         raise Forbidden("This account is deactivated.")
-    await ctx.throttle.clear("login", email)
     new_hash = await hash_password(password) if needs_rehash else None
     async with transaction(ctx.pool) as tx:
         async with tx.cursor(row_factory=struct_row(User)) as cursor:
@@ -145,6 +148,7 @@ async def login(ctx: AuthContext, actor: Actor, *, email: str, password: str) ->
         pair = await _open_session(ctx, tx, user, actor)
         user_actor = Actor(id=user.id, role=user.role, ip=actor.ip, user_agent=actor.user_agent)
         await record(tx, "auth.login", user_actor, ("user", user.id), metadata={"rehashed": new_hash is not None})
+    await ctx.throttle.succeeded(attempt)
     return pair
 
 
@@ -211,14 +215,15 @@ async def request_password_reset(ctx: AuthContext, actor: Actor, *, email: str) 
     Returns the token for delivery (the notification issue emails it), or ``None`` when no account matches.
     """
     email = normalise_email(email)
-    await _locked_out(ctx, "password_reset", email)
-    # Every request counts toward the per-email limit, so the endpoint cannot be used to flood a mailbox.
-    locked_now = await ctx.throttle.record_failure("password_reset", email)
+    # Every request counts as a failure, so the endpoint cannot be used to flood a mailbox; reserved first, so
+    # parallel requests cannot slip past the count.
+    attempt = await ctx.throttle.reserve("password_reset", email, actor.ip)
+    locked = await ctx.throttle.failed(attempt)
     async with transaction(ctx.pool) as tx:
         row = await (await tx.execute(QUERIES["user_for_login"], {"email": email})).fetchone()
-        if locked_now:
+        if locked:
             await record(tx, "auth.lockout", actor, ("user", row["id"]) if row else None,
-                         metadata={"kind": "password_reset"})  # fmt: skip
+                         metadata={"kind": "password_reset", "scopes": locked})  # fmt: skip
         if row is None or not row["is_active"]:
             return None
         token = new_opaque_token("pr")
@@ -286,3 +291,12 @@ async def authenticate(ctx: AuthContext, token: str) -> Principal:
         token_id=claims.jti,
         token_expires_at=claims.exp,
     )
+
+
+async def forget_expired_state(pool: DbPool) -> int:
+    """Delete what can no longer matter: blacklist entries of expired access tokens, and the PostgreSQL lockout
+    counters whose window has ended. Returns how many rows went."""
+    async with transaction(pool) as tx:
+        blacklist = await tx.execute(QUERIES["purge_expired_blacklist"])
+        counters = await tx.execute(QUERIES["forget_ended_lockout_windows"])
+        return blacklist.rowcount + counters.rowcount

@@ -121,3 +121,32 @@ UPDATE password_reset_tokens SET used_at = now() WHERE user_id = %(user_id)s AND
 UPDATE users SET password_hash = %(password_hash)s, credentials_changed_at = now(), updated_at = now()
 WHERE id = %(user_id)s AND deleted_at IS NULL
 RETURNING id
+
+-- open_lockout_counter --
+-- A login-lockout counter (PostgreSQL stands in while Redis is down) with a live window, a fresh one where its
+-- window has ended; the row stays locked until the transaction ends, so a check and its count cannot be split.
+INSERT INTO login_throttle AS t (key, window_ends_at)
+VALUES (%(key)s, now() + make_interval(secs => %(window_seconds)s))
+ON CONFLICT (key) DO UPDATE
+SET window_ends_at = CASE WHEN t.window_ends_at <= now() THEN excluded.window_ends_at ELSE t.window_ends_at END,
+    in_flight = CASE WHEN t.window_ends_at <= now() THEN 0 ELSE t.in_flight END,
+    failures = CASE WHEN t.window_ends_at <= now() THEN 0 ELSE t.failures END
+RETURNING in_flight, failures, window_ends_at,
+          ceil(extract(epoch FROM window_ends_at - now()))::integer AS seconds_left
+
+-- reserve_lockout_attempt --
+-- Count an attempt in flight on its counters (opened and locked by this transaction).
+UPDATE login_throttle SET in_flight = in_flight + 1 WHERE key = ANY(%(keys)s)
+
+-- settle_lockout_attempt --
+-- Take an attempt out of flight on one counter, in the window it was counted in, as a failure or a success (which
+-- may forget the counter's failures); returns the failures now counted.
+UPDATE login_throttle
+SET in_flight = greatest(in_flight - 1, 0),
+    failures = CASE WHEN %(failed)s THEN failures + 1 WHEN %(forget)s THEN 0 ELSE failures END
+WHERE key = %(key)s AND window_ends_at = %(window_ends_at)s
+RETURNING failures
+
+-- forget_ended_lockout_windows --
+-- Delete lockout counters whose window has ended (the worker's cleanup).
+DELETE FROM login_throttle WHERE window_ends_at <= now()
