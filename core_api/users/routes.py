@@ -92,7 +92,8 @@ async def update_user(
     `airline_code`. Anyone else sending those is refused with 403 and nothing changes. An admin cannot deactivate
     their own account, nor remove the last active admin (409).
     """
-    return await service.update_user(pool, actor_of(request), _caller(request), _user_id(id), data)
+    throttle = request.app.state.auth.throttle
+    return await service.update_user(pool, throttle, actor_of(request), _caller(request), _user_id(id), data)
 
 
 @delete("/users/{id:str}", operation_id="deleteUser", tags=["users"], opt=_ADMIN, status_code=HTTP_204_NO_CONTENT)

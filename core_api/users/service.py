@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import msgspec
@@ -26,6 +26,9 @@ from core_api.auth.schemas import Principal
 from core_api.storage.db import DbPool, load_queries, struct_row, transaction
 from core_api.users.schemas import DailyCount, Role, User, UserPage, UserStats, UserUpdate
 from core_api.web.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed, register_constraint
+
+if TYPE_CHECKING:
+    from core_api.auth.lockout import LoginThrottle
 
 __all__ = [
     "create_user",
@@ -257,19 +260,32 @@ async def _check_update_allowed(
         raise Forbidden("Only the account holder can change its password; use a password reset instead.")
 
 
-async def _verified_password_hash(pool: DbPool, actor: Actor, user_id: UUID, current_password: str) -> str:
-    """The stored hash, once ``current_password`` matches it (checked outside any transaction: it is slow)."""
+async def _verified_password_hash(
+    pool: DbPool, throttle: LoginThrottle, actor: Actor, user_id: UUID, current_password: str
+) -> str:
+    """The stored hash, once ``current_password`` matches it (checked outside any transaction: it is slow).
+
+    The check is a guess at the same secret as a login, so it is reserved and counted by the login lockout: a
+    stolen access token does not make this an unlimited password oracle.
+    """
     async with pool.connection() as conn:
         row = await _one(conn, "password_hash", {"id": user_id})
     if row is None:
         raise NotFound("User not found.")
+    attempt = await throttle.reserve("login", row["email"], actor.ip)
     matches, _ = await verify_password(row["password_hash"], current_password)
     if not matches:
-        await _refuse(pool, "auth.password_change_failed", actor, user_id, reason="wrong_current_password")
+        locked = await throttle.failed(attempt)
+        async with transaction(pool) as tx:
+            await record(tx, "auth.password_change_failed", actor, ("user", user_id),
+                         metadata={"reason": "wrong_current_password"})  # fmt: skip
+            if locked:
+                await record(tx, "auth.lockout", actor, ("user", user_id), metadata={"scopes": locked})
         raise Forbidden(
             "The current password is not correct.",
             errors=[FieldError("current_password", "does not match the account's password")],
         )
+    await throttle.succeeded(attempt)
     return str(row["password_hash"])
 
 
@@ -311,14 +327,16 @@ async def _audit_update(
         await record(tx, "auth.password_changed", actor, entity)
 
 
-async def update_user(pool: DbPool, actor: Actor, principal: Principal, user_id: UUID, changes: UserUpdate) -> User:
+async def update_user(
+    pool: DbPool, throttle: LoginThrottle, actor: Actor, principal: Principal, user_id: UUID, changes: UserUpdate
+) -> User:
     """Apply a self-service or admin update; see :class:`UserUpdate` for who may send what."""
     await _check_update_allowed(pool, actor, principal, user_id, changes)
     full_name = None if changes.full_name is msgspec.UNSET else _validate_name(changes.full_name)
     password: dict[str, Any] | None = None
     if changes.new_password is not msgspec.UNSET and changes.current_password is not msgspec.UNSET:
         validate_password(changes.new_password, "new_password")
-        verified_hash = await _verified_password_hash(pool, actor, user_id, changes.current_password)
+        verified_hash = await _verified_password_hash(pool, throttle, actor, user_id, changes.current_password)
         password = {"id": user_id, "verified_hash": verified_hash,
                     "password_hash": await hash_password(changes.new_password)}  # fmt: skip
 

@@ -22,8 +22,8 @@ WHERE id = %(id)s AND deleted_at IS NULL
 FOR UPDATE
 
 -- password_hash --
--- The password hash of a live user (for a password change).
-SELECT password_hash FROM users WHERE id = %(id)s AND deleted_at IS NULL
+-- The password hash of a live user, and the email its lockout counters go by (for a password change).
+SELECT email, password_hash FROM users WHERE id = %(id)s AND deleted_at IS NULL
 
 -- lock_admin_removal --
 -- Serialise changes that could remove an admin (demote, deactivate, delete) until this transaction ends.

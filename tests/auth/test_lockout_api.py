@@ -3,7 +3,7 @@
 Five failures for one email from one client address within the window, or twenty for one email from anywhere,
 lock further attempts (the right password included) with 429 until the window ends. Attempts are reserved before
 the password is checked, so however many arrive at once, at most the limit are evaluated. With Redis down the
-counting moves to PostgreSQL. Password-reset requests are limited the same way.
+counting moves to PostgreSQL. Password-reset requests and current-password checks are limited the same way.
 """
 
 from __future__ import annotations
@@ -175,6 +175,20 @@ async def test_parallel_password_reset_requests_are_limited_like_logins(
     # Every request counts (so nobody can flood a mailbox), and parallel ones cannot slip past the count.
     assert outcome == {202: 5, 429: 35}
     assert await count(pool, "SELECT count(*) FROM password_reset_tokens") == 5
+
+
+async def test_guessing_the_current_password_counts_toward_the_lockout(client: httpx.AsyncClient, ann: dict) -> None:
+    # A stolen access token must not turn the password-change form into an unlimited password oracle.
+    url = f"/api/v1/users/{ann['user']['id']}"
+    headers = bearer(ann["access_token"])
+
+    def change(current: str) -> asyncio.Future[httpx.Response]:
+        body = {"current_password": current, "new_password": "a brand new passphrase"}
+        return asyncio.ensure_future(client.put(url, json=body, headers=headers))
+
+    assert await statuses(*(change(WRONG) for _ in range(20))) == {403: 5, 429: 15}
+    assert (await change(PASSWORD)).status_code == 429
+    assert (await login(client, PASSWORD)).status_code == 429
 
 
 def test_email_digests_are_what_the_counters_are_keyed_by() -> None:
