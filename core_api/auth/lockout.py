@@ -7,16 +7,19 @@ limited to ``max_failures_per_email`` (20) against guesses spread over many addr
 
 Reservation. :meth:`LoginThrottle.reserve` counts the attempt as *in flight* on both counters in one atomic step
 and refuses it (429) when either already holds its limit of in-flight attempts plus failures; only a reserved
-attempt gets its password checked. :meth:`~LoginThrottle.failed` turns the reservation into a failure;
-:meth:`~LoginThrottle.succeeded` releases it and forgets the failures counted for its own email and address (a
-success from one address says nothing about guesses from others, so the per-email count stays). Hence however many
-attempts arrive at once, at most the limit are evaluated. :meth:`~LoginThrottle.release` takes back an attempt
-whose password was never checked (our own error came first: it guessed nothing); a reservation never settled (a
-crash) keeps counting until its window ends, erring on the side of the lock.
+attempt gets its password checked. A refusal says how long to wait: until the window ends when failures alone fill
+a counter (locked out), a second when attempts still being checked fill it (their outcome decides).
+:meth:`~LoginThrottle.failed` turns the reservation into a failure; :meth:`~LoginThrottle.succeeded` releases it
+and forgets the failures counted for its own email and address (a success from one address says nothing about
+guesses from others, so the per-email count stays). Hence however many attempts arrive at once, at most the limit
+are evaluated. :meth:`~LoginThrottle.release` takes back an attempt whose password was never checked (our own
+error came first: it guessed nothing); a reservation never settled (a crash) keeps counting until its window
+ends, erring on the side of the lock.
 
-Window. Fixed, opening with the first attempt counted: once a counter is full, every attempt (the right password
-included) is refused until the window that began with its first attempt ends; attempts refused meanwhile are not
-counted and do not prolong it. A settlement only touches the window its reservation was counted in.
+Window. Fixed, opening with the first attempt counted: once a counter's failures reach its limit, every attempt
+(the right password included) is refused until the window that began with its first attempt ends; attempts
+refused meanwhile are not counted and do not prolong it. A settlement only touches the window its reservation was
+counted in.
 
 Stores. Redis, one Lua script per step; while Redis fails, PostgreSQL (``login_throttle``: one row per counter,
 locked in key order, each shared only by attempts at the same email). A reservation is settled in the store that
@@ -59,22 +62,28 @@ QUERIES = load_queries("auth")
 
 # KEYS: the attempt's counters. ARGV[1]: window in ms; ARGV[1 + i]: the limit of KEYS[i].
 # Checks every counter first and counts the attempt only when all have room, so a refused attempt counts nowhere.
-# Returns {0, ms until the fullest counter's window ends} or {1, window of KEYS[1], window of KEYS[2], ...}.
+# Returns {1, window of KEYS[1], window of KEYS[2], ...} when reserved, else {0, ms to wait, locked}: locked (1)
+# when a counter holds its limit of failures (wait for its window to end), 0 when the counters are full only with
+# attempts still being checked (their outcome decides; a second is the honest wait).
 _RESERVE = """
-local wait = 0
+local wait, locked = 0, 0
 for i, key in ipairs(KEYS) do
     local counts = redis.call('HMGET', key, 'in_flight', 'failures')
-    if (tonumber(counts[1]) or 0) + (tonumber(counts[2]) or 0) >= tonumber(ARGV[1 + i]) then
+    local failures = tonumber(counts[2]) or 0
+    local limit = tonumber(ARGV[1 + i])
+    if failures >= limit then
         local ttl = redis.call('PTTL', key)
         if ttl < 0 then  -- a counter without expiry cannot come from these scripts; never lock forever
             redis.call('PEXPIRE', key, ARGV[1])
             ttl = tonumber(ARGV[1])
         end
-        wait = math.max(wait, ttl, 1)
+        wait, locked = math.max(wait, ttl, 1), 1
+    elseif (tonumber(counts[1]) or 0) + failures >= limit then
+        wait = math.max(wait, 1000)
     end
 end
 if wait > 0 then
-    return {0, wait}
+    return {0, wait, locked}
 end
 local now = redis.call('TIME')
 local opened = now[1] .. '.' .. now[2]
@@ -187,7 +196,7 @@ class LoginThrottle:
             self._warn(exc)
             return await self._reserve_in_postgres(keys)
         if int(reply[0]) == 0:
-            raise _locked_out(-(-int(reply[1]) // 1000))
+            raise _refused(-(-int(reply[1]) // 1000), locked=int(reply[2]) == 1)
         return Attempt(keys, tuple(value.decode() for value in reply[1:]), "redis")
 
     async def failed(self, attempt: Attempt) -> list[str]:
@@ -223,9 +232,12 @@ class LoginThrottle:
             for key in sorted(keys, key=_row_key):
                 params = {"key": _row_key(key), "window_seconds": self.window_seconds}
                 rows[key] = await (await tx.execute(QUERIES["open_lockout_counter"], params)).fetchone() or {}
-            full = [rows[key] for key, limit in zip(keys, self.limits, strict=True) if _used(rows[key]) >= limit]
-            if full:
-                raise _locked_out(max(max(1, int(row["seconds_left"])) for row in full))
+            limits = dict(zip(keys, self.limits, strict=True))
+            locked = [rows[key] for key in keys if rows[key]["failures"] >= limits[key]]
+            if locked:
+                raise _refused(max(int(row["seconds_left"]) for row in locked), locked=True)
+            if any(rows[key]["in_flight"] + rows[key]["failures"] >= limits[key] for key in keys):
+                raise _refused(1, locked=False)
             await tx.execute(QUERIES["reserve_lockout_attempt"], {"keys": [_row_key(key) for key in keys]})
         return Attempt(keys, tuple(rows[key]["window_ends_at"] for key in keys), "postgres")
 
@@ -251,12 +263,10 @@ def _row_key(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
-def _used(row: dict[str, Any]) -> int:
-    return int(row["in_flight"]) + int(row["failures"])
-
-
-def _locked_out(retry_after: int) -> RateLimited:
-    return RateLimited(
-        "Too many failed attempts for this account; try again later.",
-        headers={"Retry-After": str(max(1, retry_after))},
+def _refused(retry_after: int, *, locked: bool) -> RateLimited:
+    detail = (
+        "Too many failed attempts for this account; try again later."
+        if locked
+        else "Too many attempts for this account are being checked at once; retry in a moment."
     )
+    return RateLimited(detail, headers={"Retry-After": str(max(1, retry_after))})

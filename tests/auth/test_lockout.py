@@ -127,11 +127,22 @@ async def test_parallel_attempts_are_reserved_up_to_the_limit_and_no_further(thr
 
 
 async def test_attempts_in_flight_count_until_they_are_settled(throttle: LoginThrottle) -> None:
-    # Reserved and never settled (a crash between reserving and checking): they keep counting, erring on the side of
-    # the lock, until their window ends.
-    for _ in range(5):
+    # Five attempts being checked fill the counter; the next is told to come back in a second, not at the window's
+    # end, since nothing has failed yet. Never settled (a crash), they keep counting until their window ends.
+    attempts = [await throttle.reserve("login", ANN, HOME) for _ in range(5)]
+    with pytest.raises(RateLimited) as busy:
         await throttle.reserve("login", ANN, HOME)
-    assert await retry_after(throttle) is not None
+    assert busy.value.headers["Retry-After"] == "1"
+    assert "being checked" in busy.value.detail
+    await throttle.succeeded(attempts[0])
+    await throttle.release(await throttle.reserve("login", ANN, HOME))
+    for attempt in attempts[1:]:
+        await throttle.failed(attempt)
+    assert await throttle.failed(await throttle.reserve("login", ANN, HOME)) == ["email_and_client"]
+    with pytest.raises(RateLimited) as locked:
+        await throttle.reserve("login", ANN, HOME)
+    assert int(locked.value.headers["Retry-After"]) > WINDOW - 10
+    assert "failed attempts" in locked.value.detail
 
 
 async def test_a_success_forgets_the_failures_of_its_address_but_not_of_the_email(throttle: LoginThrottle) -> None:
