@@ -21,7 +21,7 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.static_files import create_static_files_router
 from litestar.status_codes import HTTP_404_NOT_FOUND
 
-from core_api.auth.guards import AuthenticationMiddleware, authorize
+from core_api.auth.guards import OPS, AuthenticationMiddleware, authorize
 from core_api.auth.lockout import LoginThrottle
 from core_api.auth.routes import route_handlers as auth_routes
 from core_api.auth.service import AuthContext
@@ -54,8 +54,12 @@ SWAGGER_ASSETS = "/api/docs-assets"
 
 
 class MetricsController(PrometheusController):
+    """Prometheus text, for loopback scrapers and ones sending the ops token (it tells about the infrastructure)."""
+
     path = "/metrics"
     include_in_schema = False
+    guards = (authorize,)
+    opt = OPS
 
 
 async def _docs_not_found_as_problem(response: Response) -> Response:
@@ -98,7 +102,7 @@ def create_app(
         # Waiting makes a wrong DSN or a missing server fail the start, not the first request.
         await pool.open(wait=True)
         redis = create_redis(settings, redis_url)
-        throttle = LoginThrottle(redis, settings.auth.login_max_failures, settings.auth.login_window_seconds)
+        throttle = LoginThrottle.from_settings(redis, pool, settings.auth)
         app.state.pool, app.state.redis = pool, redis
         app.state.auth = AuthContext(settings, keyring, pool, throttle)
         app.state.bookings = BookingService(pool, redis, settings, cipher)

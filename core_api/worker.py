@@ -2,7 +2,8 @@
 
 It publishes a heartbeat that ``/health/services`` reads, runs the outbox relay beside the jobs (started in
 :func:`on_startup`, stopped in :func:`on_shutdown`), runs ``dispatch_event``, the job the relay enqueues for each
-event, and the booking crons: releasing lapsed holds every few seconds and forgetting expired idempotency keys.
+event, the booking crons (releasing lapsed holds every few seconds, forgetting expired idempotency keys) and the
+auth cleanup (expired blacklist entries, ended lockout windows).
 Later domains add their jobs and crons (notifications) to :class:`WorkerSettings`.
 """
 
@@ -15,6 +16,7 @@ from typing import Any, ClassVar
 from arq import cron
 from arq.connections import RedisSettings
 
+from core_api.auth.service import forget_expired_state
 from core_api.bookings.idempotency import delete_expired_keys
 from core_api.bookings.service import BookingService, release_lapsed_holds
 from core_api.outbox.dispatch import dispatch_event
@@ -28,6 +30,7 @@ __all__ = [
     "HEARTBEAT_STALE_SECONDS",
     "WorkerSettings",
     "expire_holds",
+    "forget_expired_auth_state",
     "forget_idempotency_keys",
     "heartbeat",
 ]
@@ -56,12 +59,18 @@ async def forget_idempotency_keys(ctx: dict[str, Any]) -> int:
     return await delete_expired_keys(ctx["bookings"].pool)
 
 
+async def forget_expired_auth_state(ctx: dict[str, Any]) -> int:
+    """Delete expired access-token blacklist entries and lockout counters whose window has ended."""
+    return await forget_expired_state(ctx["pool"])
+
+
 async def on_startup(ctx: dict[str, Any]) -> None:
     """Open the worker's shared clients; ``ctx`` carries ``redis`` (arq's pool) and ``database_url`` (:func:`run`)."""
     await heartbeat(ctx)
     settings = get_settings()
     pool = create_pool(settings, ctx["database_url"], name="flightdesk-worker")
     await pool.open(wait=True)
+    ctx["pool"] = pool
     ctx["bookings"] = BookingService(pool, ctx["redis"], settings, load_cipher(settings))
     relay = OutboxRelay(ctx["database_url"], ctx["redis"])
     await relay.start()
@@ -96,6 +105,7 @@ class WorkerSettings:
         cron(heartbeat, second=set(range(0, 60, HEARTBEAT_INTERVAL_SECONDS)), run_at_startup=False, unique=False),
         cron(expire_holds, second=set(range(0, 60, HOLD_SWEEP_INTERVAL_SECONDS)), run_at_startup=True),
         cron(forget_idempotency_keys, minute=set(range(0, 60, 10)), second={30}),
+        cron(forget_expired_auth_state, minute=set(range(5, 60, 10)), second={30}),
     ]
     on_startup = on_startup
     on_shutdown = on_shutdown

@@ -44,7 +44,8 @@ async def register(request: Request[Any, Any, Any], data: JSONBody[RegisterReque
 async def login(request: Request[Any, Any, Any], data: JSONBody[LoginRequest]) -> TokenPair:
     """Exchange email and password for an access token (15 min) and a refresh token.
 
-    Five failures for one email within 15 minutes lock further attempts (429) until the window passes.
+    Five failures for one email from one client address within 15 minutes (or twenty from anywhere) lock further
+    attempts, the right password included, with 429 until the window passes; parallel attempts cannot outrun it.
     """
     return await service.login(_context(request), actor_of(request), email=data.email, password=data.password)
 
@@ -80,7 +81,11 @@ async def me(request: Request[Any, Any, Any], pool: Pool) -> User:
 async def request_password_reset(
     request: Request[Any, Any, Any], data: JSONBody[PasswordResetRequest]
 ) -> Response[None]:
-    """Ask for a password-reset email. The answer is the same whether or not the account exists."""
+    """Ask for a password-reset email. The answer is the same whether or not the account exists.
+
+    Every request counts toward the login lockout's limits of its kind (5 per email and address, 20 per email in
+    15 minutes; 429 beyond), so nobody can flood a mailbox.
+    """
     await service.request_password_reset(_context(request), actor_of(request), email=data.email)
     return Response(None, status_code=HTTP_202_ACCEPTED)
 

@@ -89,17 +89,19 @@ async def update_user(
 ) -> User:
     """Update a user. Yourself: `full_name`, `phone`, and your password (`current_password` + `new_password`,
     which ends every session). ADMIN, for anyone: also `role`, `is_active` (false ends every session) and
-    `airline_code`. Anyone else sending those is refused with 403 and nothing changes.
+    `airline_code`. Anyone else sending those is refused with 403 and nothing changes. An admin cannot deactivate
+    their own account, nor remove the last active admin (409).
     """
-    return await service.update_user(pool, actor_of(request), _caller(request), _user_id(id), data)
+    throttle = request.app.state.auth.throttle
+    return await service.update_user(pool, throttle, actor_of(request), _caller(request), _user_id(id), data)
 
 
 @delete("/users/{id:str}", operation_id="deleteUser", tags=["users"], opt=_ADMIN, status_code=HTTP_204_NO_CONTENT)
 async def delete_user(request: Request[Any, Any, Any], pool: Pool, id: FromPath[str]) -> None:
     """Delete a user (ADMIN): deactivated, personal data anonymised, every session ended. The last active admin
-    cannot be deleted (409).
+    cannot be deleted, and no admin can delete their own account (409).
     """
-    await service.delete_user(pool, actor_of(request), _user_id(id))
+    await service.delete_user(pool, actor_of(request), _caller(request), _user_id(id))
 
 
 route_handlers = [list_users, create_user, user_stats, get_user, update_user, delete_user]

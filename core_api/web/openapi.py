@@ -7,7 +7,8 @@ Two plugins, installed by ``create_app``:
   fields and ``additionalProperties: false`` (``forbid_unknown_fields``) that are enforced, nested ones included
   (Litestar's own Struct schemas drop the constraints of list items and write integer bounds as floats).
 - :class:`OperationDocs` sees every route as it is registered and documents, per operation: the bearer security
-  scheme (required unless ``opt`` says ``public``; optional on public routes, which still refuse a bad token), and
+  scheme (required unless ``opt`` says ``public``; optional on public routes, which still refuse a bad token; the
+  ops token instead, optional, on ``opt`` ``ops`` routes, which loopback clients may call without it), and
   each error response the operation can really give, as ``application/problem+json`` with the :class:`Problem`
   schema — 401 always (a bad token; a missing one too unless public), 403 when ``opt`` restricts roles, 413 and 415
   when it takes a body, 422 when it takes a body or parameters, 429 unless exempt from rate limits, plus the domain
@@ -47,9 +48,10 @@ if TYPE_CHECKING:
     from litestar.handlers import HTTPRouteHandler
     from litestar.routes import BaseRoute
 
-__all__ = ["BEARER_SCHEME", "OperationDocs", "StructSchemas", "error_statuses"]
+__all__ = ["BEARER_SCHEME", "OPS_SCHEME", "OperationDocs", "StructSchemas", "error_statuses"]
 
 BEARER_SCHEME = "bearerAuth"
+OPS_SCHEME = "opsToken"
 
 # --- Struct schemas ------------------------------------------------------------------------------------------------
 
@@ -177,6 +179,7 @@ _DERIVED_DESCRIPTIONS = {
     429: "Too many requests from this client; retry after `Retry-After` seconds.",
 }
 _PUBLIC_401 = "A bearer token was sent but is malformed, expired or revoked (this operation needs none)."
+_OPS_401 = "Called from beyond loopback without the ops token (`Authorization: Bearer <FLIGHTDESK_OPS_TOKEN>`)."
 
 
 def _litestar_error_body(response: Any) -> bool:
@@ -217,7 +220,8 @@ def _codes(errors: list[type[AppError]]) -> str:
 def error_statuses(handler: HTTPRouteHandler, kwargs_model: KwargsModel, path: str) -> dict[int, str]:
     """Status -> description of each error response ``handler`` (at ``path``) can give."""
     public = bool(handler.opt.get("public"))
-    statuses: dict[int, str] = {401: _PUBLIC_401 if public else _DERIVED_DESCRIPTIONS[401]}
+    ops = bool(handler.opt.get("ops"))
+    statuses: dict[int, str] = {401: _OPS_401 if ops else _PUBLIC_401 if public else _DERIVED_DESCRIPTIONS[401]}
     if roles := handler.opt.get("roles"):
         statuses[403] = f"{_DERIVED_DESCRIPTIONS[403]} Allowed: {', '.join(sorted(roles))}."
     if handler.parsed_data_field is not None:
@@ -267,7 +271,13 @@ class OperationDocs(InitPlugin, ReceiveRoutePlugin):
                         scheme="bearer",
                         bearer_format="JWT",
                         description="The `access_token` of `POST /api/v1/auth/login` (or register, refresh).",
-                    )
+                    ),
+                    OPS_SCHEME: SecurityScheme(
+                        type="http",
+                        scheme="bearer",
+                        description="`FLIGHTDESK_OPS_TOKEN`: opens the operations endpoints to callers beyond "
+                        "loopback (loopback clients need no token). No user's token, and it opens nothing else.",
+                    ),
                 }
             )
             existing = config.components if isinstance(config.components, list) else [config.components]
@@ -292,4 +302,7 @@ class OperationDocs(InitPlugin, ReceiveRoutePlugin):
             handler.responses = {**derived, **(handler.responses or {})}
             handler.operation_class = _ProblemOperation
             bearer: dict[str, list[str]] = {BEARER_SCHEME: []}
-            handler.security = [{}, bearer] if handler.opt.get("public") else [bearer]
+            if handler.opt.get("ops"):
+                handler.security = [{}, {OPS_SCHEME: []}]
+            else:
+                handler.security = [{}, bearer] if handler.opt.get("public") else [bearer]

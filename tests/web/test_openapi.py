@@ -46,6 +46,9 @@ def test_there_is_a_bearer_scheme_and_every_protected_operation_requires_it(spec
     assert security[("POST", "/api/v1/bookings")] == [{"bearerAuth": []}]
     # Public operations take a token optionally (and refuse a bad one with 401).
     assert security[("POST", "/api/v1/auth/login")] == [{}, {"bearerAuth": []}]
+    # Operations endpoints take the ops token, which loopback clients may leave out.
+    assert security[("GET", "/api/v1/health/services")] == [{}, {"opsToken": []}]
+    assert spec["components"]["securitySchemes"]["opsToken"]["scheme"] == "bearer"
     assert all(value for value in security.values())
 
 
