@@ -25,19 +25,21 @@ import inspect
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 import msgspec.inspect as mi
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import Components, Operation, Reference, Schema, SecurityScheme
+from litestar.openapi.spec import Components, Operation, Parameter, Reference, Schema, SecurityScheme
 from litestar.openapi.spec.enums import OpenAPIFormat, OpenAPIType
 from litestar.plugins import InitPlugin, OpenAPISchemaPlugin
 from litestar.plugins.base import ReceiveRoutePlugin
 from litestar.routes import HTTPRoute
 from litestar.typing import FieldDefinition
 
-from core_api.web.errors import _HTTP_CODES, PROBLEM_MEDIA_TYPE, AppError, Problem
+from core_api.web.bodies import takes_body
+from core_api.web.errors import PROBLEM_MEDIA_TYPE, AppError, Problem
 from core_api.web.ratelimit import is_exempt_path
 
 if TYPE_CHECKING:
@@ -208,6 +210,48 @@ class _ProblemOperation(Operation):
                 for status, response in self.responses.items()
                 if isinstance(response, Reference) or not _litestar_error_body(response)
             }
+        for parameter in self.parameters or ():
+            if isinstance(parameter, Parameter) and isinstance(parameter.schema, Schema):
+                parameter.schema = _parameter_schema(parameter.schema)
+
+
+def _is_null(schema: Any) -> bool:
+    kind = schema.get("type") if isinstance(schema, dict) else getattr(schema, "type", None)
+    return kind in (OpenAPIType.NULL, "null")
+
+
+def _whole_bounds(schema: Schema) -> Schema:
+    # Litestar writes the ge/le of an integer parameter as floats (1.0); an integer's bounds are integers.
+    for name in ("minimum", "maximum", "exclusive_minimum", "exclusive_maximum"):
+        value = getattr(schema, name)
+        if isinstance(value, float) and value.is_integer():
+            setattr(schema, name, int(value))
+    return schema
+
+
+def _parameter_schema(schema: Schema) -> Schema | Reference:
+    """A parameter's schema as the wire has it: without the ``null`` alternative of an optional Python type (a query,
+    path or header value is never JSON null; an absent one is what ``required: false`` says), integers bounded by
+    integers.
+    """
+    if not schema.one_of:
+        return _whole_bounds(schema)
+    options = [
+        _to_schema(option, _no_references) if isinstance(option, dict) else option
+        for option in schema.one_of
+        if not _is_null(option)
+    ]
+    if len(options) > 1:
+        return dataclasses.replace(schema, one_of=options)
+    [option] = options
+    rest = {name: value for name, value in vars(schema).items() if value is not None and name != "one_of"}
+    if isinstance(option, Reference):
+        return Schema(all_of=[option], **rest) if rest else option
+    return _whole_bounds(dataclasses.replace(option, **rest))
+
+
+def _no_references(name: str) -> Schema | Reference:
+    raise ValueError(f"a parameter's schema_extra refers to {name!r}; declare the type instead")
 
 
 def _codes(errors: list[type[AppError]]) -> str:
@@ -220,7 +264,7 @@ def error_statuses(handler: HTTPRouteHandler, kwargs_model: KwargsModel, path: s
     statuses: dict[int, str] = {401: _PUBLIC_401 if public else _DERIVED_DESCRIPTIONS[401]}
     if roles := handler.opt.get("roles"):
         statuses[403] = f"{_DERIVED_DESCRIPTIONS[403]} Allowed: {', '.join(sorted(roles))}."
-    if handler.parsed_data_field is not None:
+    if takes_body(handler):
         statuses[413] = _DERIVED_DESCRIPTIONS[413]
         statuses[415] = _DERIVED_DESCRIPTIONS[415]
     takes_parameters = (
@@ -229,7 +273,7 @@ def error_statuses(handler: HTTPRouteHandler, kwargs_model: KwargsModel, path: s
         or kwargs_model.expected_header_params
         or kwargs_model.expected_cookie_params
     )
-    if handler.parsed_data_field is not None or takes_parameters:
+    if takes_body(handler) or takes_parameters:
         statuses[422] = _DERIVED_DESCRIPTIONS[422]
     if not is_exempt_path(path):
         statuses[429] = _DERIVED_DESCRIPTIONS[429]
@@ -239,8 +283,9 @@ def error_statuses(handler: HTTPRouteHandler, kwargs_model: KwargsModel, path: s
             declared[error.status].append(error)
     for status, errors in declared.items():
         derived = statuses.get(status)
-        code = _HTTP_CODES.get(status, ("", ""))[1] or errors[0].title
-        statuses[status] = f"{derived} Also: {_codes(errors)}." if derived else f"{code}: {_codes(errors)}."
+        statuses[status] = (
+            f"{derived} Also: {_codes(errors)}." if derived else f"{HTTPStatus(status).phrase}: {_codes(errors)}."
+        )
     return dict(sorted(statuses.items()))
 
 

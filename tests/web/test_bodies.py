@@ -190,3 +190,15 @@ async def test_a_refused_value_says_what_is_allowed(
     assert error["field"] == field
     assert says in error["message"]
     assert "regex" not in response.text
+
+
+@pytest.mark.parametrize("instant", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:00:00-05:00"])
+async def test_a_time_that_cannot_be_moved_to_utc_is_a_422(
+    client: httpx.AsyncClient, admin: Account, instant: str
+) -> None:
+    response = await client.post("/api/v1/flights", json={**FLIGHT, "departure_at": instant}, headers=admin.headers)
+    assert problem(response, 422)["errors"] == [
+        {"field": "departure_at", "message": "must be an instant between years 1 and 9999 in UTC"}
+    ]
+    response = await client.patch("/api/v1/flights/1", json={"arrival_at": instant}, headers=admin.headers)
+    assert fields(response) == ["arrival_at"]
