@@ -97,14 +97,24 @@ def _named_types(root: Any) -> dict[str, Any]:
             found[info.cls] = None
         pending.extend(_inner_types(info))
 
-    def fullname(cls: Any) -> str:
-        return re.sub(r"[^a-zA-Z0-9.\-_]", "_", f"{cls.__module__}.{cls.__qualname__}")
+    def normalise(name: str) -> str:
+        return re.sub(r"[^a-zA-Z0-9.\-_]", "_", name)
+
+    def short(cls: Any) -> str:
+        if hasattr(cls, "__origin__"):  # a generic Struct: Page[User]
+            arguments = ", ".join(getattr(arg, "__name__", repr(arg)) for arg in cls.__args__)
+            return normalise(f"{cls.__origin__.__name__}[{arguments}]")
+        return normalise(cls.__name__)
+
+    def full(cls: Any) -> str:
+        cls = getattr(cls, "__origin__", cls)
+        return normalise(f"{cls.__module__}.{cls.__qualname__}")
 
     # As msgspec names components: the class name, or the full import path when two classes share a name.
     counts: dict[str, int] = defaultdict(int)
     for cls in found:
-        counts[cls.__name__] += 1
-    return {(cls.__name__ if counts[cls.__name__] == 1 else fullname(cls)): cls for cls in found}
+        counts[short(cls)] += 1
+    return {(short(cls) if counts[short(cls)] == 1 else full(cls)): cls for cls in found}
 
 
 def _to_schema(node: Any, resolve: Callable[[str], Schema | Reference]) -> Any:
@@ -149,10 +159,15 @@ class StructSchemas(OpenAPISchemaPlugin):
         return not field_definition.is_union and field_definition.is_subclass_of(msgspec.Struct)
 
     def to_openapi_schema(self, field_definition: FieldDefinition, schema_creator: SchemaCreator) -> Schema:
-        struct = field_definition.type_
+        # The annotation keeps a generic Struct's arguments (Page[User]); type_ would be the bare Page.
+        struct = (
+            field_definition.annotation
+            if hasattr(field_definition.annotation, "__origin__")
+            else field_definition.type_
+        )
         names = _named_types(struct)
         _, components = msgspec.json.schema_components([struct], ref_template="{name}")
-        own_name = next(name for name, cls in names.items() if cls is struct)
+        own_name = next(name for name, cls in names.items() if cls == struct)
 
         def resolve(name: str) -> Schema | Reference:
             return schema_creator.for_field_definition(FieldDefinition.from_annotation(names[name]))
@@ -164,7 +179,8 @@ class StructSchemas(OpenAPISchemaPlugin):
         schema.type = OpenAPIType.OBJECT
         schema.title = own_name
         # msgspec dedents a docstring only when its first line is indented too; cleandoc handles both.
-        schema.description = inspect.cleandoc(struct.__doc__) if struct.__doc__ else None
+        doc = getattr(field_definition.type_, "__doc__", None)
+        schema.description = inspect.cleandoc(doc) if doc else None
         return schema
 
 
@@ -255,7 +271,8 @@ def _no_references(name: str) -> Schema | Reference:
 
 
 def _codes(errors: list[type[AppError]]) -> str:
-    return ", ".join(f"`{code}`" for code in dict.fromkeys(error.code for error in errors))
+    named = dict.fromkeys((error.code, error.title) for error in errors)
+    return ", ".join(f"`{code}` ({title.lower()})" for code, title in named)
 
 
 def error_statuses(handler: HTTPRouteHandler, kwargs_model: KwargsModel, path: str) -> dict[int, str]:

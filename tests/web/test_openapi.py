@@ -5,10 +5,14 @@ operation the app registers.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any, Generic, TypeVar
 
 import httpx
+import msgspec
 import pytest
+from litestar import Litestar, get
+
+from core_api.web.openapi import StructSchemas
 
 PROBLEM = "application/problem+json"
 METHODS = ("get", "put", "post", "delete", "patch")
@@ -156,3 +160,37 @@ async def test_options_lists_every_method_of_the_path(client: httpx.AsyncClient,
     response = await client.options(path)
     assert response.status_code == 204
     assert response.headers["allow"] == allowed
+
+
+T = TypeVar("T")
+
+
+class _Item(msgspec.Struct, forbid_unknown_fields=True):
+    name: Annotated[str, msgspec.Meta(pattern="^[a-z]+$", description="lower-case letters")]
+
+
+class _Page(msgspec.Struct, Generic[T]):
+    items: list[T]
+    total: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+
+
+class _Tree(msgspec.Struct):
+    children: list[_Tree]
+
+
+def test_generic_and_recursive_structs_get_their_full_schemas() -> None:
+    @get("/page", sync_to_thread=False)
+    def page() -> _Page[_Item]:
+        return _Page(items=[], total=0)
+
+    @get("/tree", sync_to_thread=False)
+    def tree() -> _Tree:
+        return _Tree(children=[])
+
+    components = Litestar([page, tree], plugins=[StructSchemas()]).openapi_schema.to_schema()["components"]["schemas"]
+    [page_schema] = [schema for name, schema in components.items() if name.startswith("_Page")]
+    assert page_schema["properties"]["items"]["items"] == {"$ref": "#/components/schemas/_Item"}
+    assert page_schema["properties"]["total"]["maximum"] == 2**63 - 1
+    assert components["_Item"]["additionalProperties"] is False
+    assert components["_Item"]["properties"]["name"]["pattern"] == "^[a-z]+$"
+    assert components["_Tree"]["properties"]["children"]["items"] == {"$ref": "#/components/schemas/_Tree"}
