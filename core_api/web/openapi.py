@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 import msgspec.inspect as mi
+from litestar.exceptions import HTTPException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Components, Operation, Parameter, Reference, Schema, SecurityScheme
 from litestar.openapi.spec.enums import OpenAPIFormat, OpenAPIType
@@ -39,7 +40,7 @@ from litestar.routes import HTTPRoute
 from litestar.typing import FieldDefinition
 
 from core_api.web.bodies import takes_body
-from core_api.web.errors import PROBLEM_MEDIA_TYPE, AppError, Problem
+from core_api.web.errors import PROBLEM_MEDIA_TYPE, AppError, Problem, http_code
 from core_api.web.ratelimit import is_exempt_path
 
 if TYPE_CHECKING:
@@ -270,8 +271,15 @@ def _no_references(name: str) -> Schema | Reference:
     raise ValueError(f"a parameter's schema_extra refers to {name!r}; declare the type instead")
 
 
-def _codes(errors: list[type[AppError]]) -> str:
-    named = dict.fromkeys((error.code, error.title) for error in errors)
+def _code_and_title(error: type[HTTPException]) -> tuple[str, str]:
+    if issubclass(error, AppError):
+        return error.code, error.title
+    # Litestar's own exceptions are rendered as problems too, with the code of their status.
+    return http_code(error.status_code)
+
+
+def _codes(errors: list[type[HTTPException]]) -> str:
+    named = dict.fromkeys(_code_and_title(error) for error in errors)
     return ", ".join(f"`{code}` ({title.lower()})" for code, title in named)
 
 
@@ -294,10 +302,9 @@ def error_statuses(handler: HTTPRouteHandler, kwargs_model: KwargsModel, path: s
         statuses[422] = _DERIVED_DESCRIPTIONS[422]
     if not is_exempt_path(path):
         statuses[429] = _DERIVED_DESCRIPTIONS[429]
-    declared: dict[int, list[type[AppError]]] = defaultdict(list)
+    declared: dict[int, list[type[HTTPException]]] = defaultdict(list)
     for error in handler.raises or ():
-        if isinstance(error, type) and issubclass(error, AppError):
-            declared[error.status].append(error)
+        declared[error.status_code].append(error)
     for status, errors in declared.items():
         derived = statuses.get(status)
         statuses[status] = (

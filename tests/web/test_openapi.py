@@ -10,9 +10,14 @@ from typing import Annotated, Any, Generic, TypeVar
 import httpx
 import msgspec
 import pytest
-from litestar import Litestar, get
+from litestar import Litestar, get, post
+from litestar.exceptions import NotFoundException
+from litestar.openapi import OpenAPIConfig
+from litestar.params import FromPath, JSONBody
 
-from core_api.web.openapi import StructSchemas
+from core_api.auth.guards import roles
+from core_api.web.errors import Conflict, SoldOut
+from core_api.web.openapi import OperationDocs, StructSchemas
 
 PROBLEM = "application/problem+json"
 METHODS = ("get", "put", "post", "delete", "patch")
@@ -194,3 +199,18 @@ def test_generic_and_recursive_structs_get_their_full_schemas() -> None:
     assert components["_Item"]["additionalProperties"] is False
     assert components["_Item"]["properties"]["name"]["pattern"] == "^[a-z]+$"
     assert components["_Tree"]["properties"]["children"]["items"] == {"$ref": "#/components/schemas/_Tree"}
+
+
+def test_a_route_documents_what_it_declares_and_nothing_litestar_adds() -> None:
+    @post("/things/{id:str}", sync_to_thread=False, raises=[NotFoundException, Conflict, SoldOut], opt=roles("ADMIN"))
+    def change(id: FromPath[str], data: JSONBody[_Item]) -> _Item:
+        return data
+
+    app = Litestar([change], plugins=[StructSchemas(), OperationDocs()], openapi_config=OpenAPIConfig("t", "1"))
+    responses = app.openapi_schema.to_schema()["paths"]["/things/{id}"]["post"]["responses"]
+    assert sorted(responses) == ["201", "401", "403", "404", "409", "413", "415", "422", "429"]
+    assert "`NOT_FOUND`" in responses["404"]["description"]
+    assert "`CONFLICT`" in responses["409"]["description"]
+    assert "`SOLD_OUT`" in responses["409"]["description"]
+    assert "Allowed: ADMIN" in responses["403"]["description"]
+    assert all(list(responses[status]["content"]) == [PROBLEM] for status in responses if status != "201")
