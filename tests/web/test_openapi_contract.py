@@ -58,7 +58,7 @@ CHECKS = [
 ROLES: list[Role | None] = [None, *Role]
 BASE_URL = "http://testserver"
 # Examples per operation, role and mode (positive, negative): the suite's budget, not the limit of what finds bugs.
-EXAMPLES = int(os.environ.get("FLIGHTDESK_CONTRACT_EXAMPLES", "6"))
+EXAMPLES = int(os.environ.get("FLIGHTDESK_CONTRACT_EXAMPLES", "5"))
 STATEFUL_SCENARIOS = int(os.environ.get("FLIGHTDESK_CONTRACT_SCENARIOS", "8"))
 
 
