@@ -44,6 +44,7 @@ from core_api.web.deps import provide_pool, provide_redis
 from core_api.web.errors import exception_handlers, problem_response
 from core_api.web.middleware import RequestContextMiddleware
 from core_api.web.openapi import OperationDocs, StructSchemas
+from core_api.web.options import OptionsAnswers
 from core_api.web.parameters import check_parameters
 from core_api.web.ratelimit import RateLimitMiddleware, parse_rate_limits
 
@@ -147,7 +148,7 @@ def create_app(
         # Every body is decoded once, strictly, by StrictJSON; responses are encoded as Litestar does.
         dto=StrictJSON,
         return_dto=None,
-        plugins=[StructSchemas(), OperationDocs()],
+        plugins=[StructSchemas(), OperationDocs(), OptionsAnswers()],
         after_request=_docs_not_found_as_problem,
         middleware=[prometheus.middleware],
         cors_config=CORSConfig(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib.metadata import version
 
 from litestar import Response, get
+from litestar.openapi.datastructures import ResponseSpec
 
 from core_api.auth.guards import OPS, PUBLIC
 from core_api.health.schemas import Health, ServicesHealth
@@ -22,7 +23,13 @@ async def health() -> Health:
     return Health(status="ok", version=_VERSION)
 
 
-@get("/health/services", operation_id="getServicesHealth", tags=["ops"], opt=OPS)
+@get(
+    "/health/services",
+    operation_id="getServicesHealth",
+    tags=["ops"],
+    opt=OPS,
+    responses={503: ResponseSpec(ServicesHealth, description="A service is down; the report says which.")},
+)
 async def services_health(pool: Pool, redis: Redis) -> Response[ServicesHealth]:
     """Round-trip each dependency (PostgreSQL, Redis, worker heartbeat) and report it up or down with its latency.
 

@@ -99,7 +99,8 @@ async def test_malformed_ids_name_the_field(client: httpx.AsyncClient, admin: Ac
                 method, f"/api/v1/users/{user_id}", headers=admin.headers, json={} if method == "PUT" else None
             )
             assert response.status_code == 422, (method, user_id, response.text)
-            assert response.json()["errors"] == [{"field": "id", "message": "not a valid UUID"}]
+            [error] = response.json()["errors"]
+            assert (error["field"], error["message"].split(",")[0]) == ("id", "must be a UUID")
 
 
 async def test_deleted_users_are_gone_for_everyone(
