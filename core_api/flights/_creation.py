@@ -38,7 +38,9 @@ _DEFAULT_FLEET = Fleet("A320", "B787-9", "B777-300ER")
 
 @dataclass(frozen=True)
 class _NewFlight:
-    """The request with its codes upper-cased and its times in UTC."""
+    """The request with its codes upper-cased. Its times stay as given (aware, any offset) until they are checked:
+    converting a time at the end of the calendar (``9999-12-31T23:30-05:00``) to UTC overflows.
+    """
 
     airline_code: str
     flight_number: str
@@ -56,8 +58,8 @@ def _normalised(data: FlightCreate) -> _NewFlight:
         flight_number=data.flight_number.upper(),
         origin=data.origin.upper(),
         destination=data.destination.upper(),
-        departure_at=data.departure_at.astimezone(UTC),
-        arrival_at=data.arrival_at.astimezone(UTC),
+        departure_at=data.departure_at,
+        arrival_at=data.arrival_at,
         aircraft=data.aircraft.strip().upper() if data.aircraft is not None else None,
         fares=data.fares,
     )
@@ -185,8 +187,9 @@ async def create_flight(pool: DbPool, actor: Actor, principal: Principal, data: 
                     "flight_number": flight.flight_number,
                     "origin": flight.origin,
                     "destination": flight.destination,
-                    "departure_at": flight.departure_at,
-                    "arrival_at": flight.arrival_at,
+                    # Checked by now: within two years of today, so the conversion cannot overflow.
+                    "departure_at": flight.departure_at.astimezone(UTC),
+                    "arrival_at": flight.arrival_at.astimezone(UTC),
                     "aircraft": aircraft.name,
                 },
             )

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 
 from core_api.audit.service import record
-from core_api.flights._store import QUERIES, ensure_may_operate, fetch_detail, schedule_errors
+from core_api.flights._store import QUERIES, arrival_errors, departure_errors, ensure_may_operate, fetch_detail
 from core_api.flights.schemas import FlightDetail, FlightStatus, FlightUpdate
 from core_api.storage.db import struct_row, transaction
 from core_api.web.errors import FieldError, InvalidState, NotFound, ValidationFailed
@@ -77,21 +77,30 @@ class _Plan:
 def _new_times(
     current: _Flight, update: FlightUpdate, status: FlightStatus, now: datetime
 ) -> tuple[datetime, datetime]:
-    departure = current.departure_at
-    if not isinstance(update.departure_at, msgspec.UnsetType):
-        departure = update.departure_at.astimezone(UTC)
+    """The flight's new times in UTC, or 422 naming what is wrong with them.
+
+    The input is checked before any arithmetic on it: deriving the arrival from a departure in the year 9999, or
+    converting such a time to UTC, would leave datetime's range (only subtractions, which yield a ``timedelta``,
+    are safe on any input).
+    """
+    departure = current.departure_at if isinstance(update.departure_at, msgspec.UnsetType) else update.departure_at
+    errors = departure_errors(departure, now) if departure != current.departure_at else []
     if not isinstance(update.arrival_at, msgspec.UnsetType):
-        arrival = update.arrival_at.astimezone(UTC)
+        arrival = update.arrival_at
+    elif errors:
+        raise ValidationFailed.of(errors)
     else:
         arrival = current.arrival_at + (departure - current.departure_at)
-    errors = schedule_errors(departure, arrival, now, check_departure=departure != current.departure_at)
-    if arrival != current.arrival_at and arrival <= now and not any(e.field == "arrival_at" for e in errors):
-        errors.append(FieldError("arrival_at", "must be in the future"))
+    arrival_problems = arrival_errors(departure, arrival)
+    if not arrival_problems and arrival != current.arrival_at and arrival <= now:
+        arrival_problems.append(FieldError("arrival_at", "must be in the future"))
+    errors += arrival_problems
     if status is FlightStatus.DELAYED and departure < current.departure_at:
         errors.append(FieldError("departure_at", "a delay cannot move the departure earlier"))
     if errors:
         raise ValidationFailed.of(errors)
-    return departure, arrival
+    # Both checked: within two years of now, so the conversion cannot overflow.
+    return departure.astimezone(UTC), arrival.astimezone(UTC)
 
 
 def plan_update(current: _Flight, update: FlightUpdate, now: datetime) -> _Plan | None:
