@@ -8,6 +8,10 @@ Statuses move forward only::
     DEPARTED  -> ARRIVED
     CANCELLED, ARRIVED: final
 
+A flight is marked DEPARTED from :data:`DEPARTED_FROM` before its departure (as scheduled or revised) and ARRIVED
+from :data:`ARRIVED_FROM` before its arrival, not earlier (409): flights leave a little early, land early more
+often, but nothing is off the ground weeks ahead. A flight leaving earlier than that is re-timed first.
+
 Times change only while the flight is SCHEDULED or DELAYED and stays so. ``departure_at`` alone moves both times
 (the block time is kept); ``arrival_at`` alone moves the arrival. A delay never moves the departure earlier. The
 change a booking is told about is ``cancelled``, ``delayed`` (the flight is or becomes DELAYED) or ``retimed`` (a
@@ -17,7 +21,7 @@ SCHEDULED flight's times change); DEPARTED and ARRIVED are recorded but announce
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
@@ -35,7 +39,7 @@ if TYPE_CHECKING:
     from core_api.auth.schemas import Principal
     from core_api.storage.db import DbPool
 
-__all__ = ["TRANSITIONS", "update_flight"]
+__all__ = ["ARRIVED_FROM", "DEPARTED_FROM", "TRANSITIONS", "update_flight"]
 
 TRANSITIONS: dict[FlightStatus, frozenset[FlightStatus]] = {
     FlightStatus.SCHEDULED: frozenset({FlightStatus.DELAYED, FlightStatus.CANCELLED, FlightStatus.DEPARTED}),
@@ -45,6 +49,10 @@ TRANSITIONS: dict[FlightStatus, frozenset[FlightStatus]] = {
     FlightStatus.ARRIVED: frozenset(),
 }
 _RETIMABLE = frozenset({FlightStatus.SCHEDULED, FlightStatus.DELAYED})
+DEPARTED_FROM = timedelta(hours=1)
+"""How long before its departure a flight may be marked DEPARTED."""
+ARRIVED_FROM = timedelta(hours=2)
+"""How long before its arrival a flight may be marked ARRIVED (tail winds bring long flights in early)."""
 
 Change = Literal["cancelled", "delayed", "retimed"]
 
@@ -103,6 +111,26 @@ def _new_times(
     return departure.astimezone(UTC), arrival.astimezone(UTC)
 
 
+def _minute(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def _ensure_due(current: _Flight, status: FlightStatus, now: datetime) -> None:
+    """409 when ``status`` is DEPARTED or ARRIVED long before the flight's departure or arrival."""
+    if status is FlightStatus.DEPARTED:
+        moment, window, event = current.departure_at, DEPARTED_FROM, "leaves"
+    elif status is FlightStatus.ARRIVED:
+        moment, window, event = current.arrival_at, ARRIVED_FROM, "lands"
+    else:
+        return
+    if now < moment - window:
+        hours = window // timedelta(hours=1)
+        raise InvalidState(
+            f"{current.flight_number} {event} at {_minute(moment)}; it can be marked {status.value} from "
+            f"{hours} hour{'s' if hours != 1 else ''} before that ({_minute(moment - window)}) on."
+        )
+
+
 def plan_update(current: _Flight, update: FlightUpdate, now: datetime) -> _Plan | None:
     """The effect of ``update`` on ``current`` (``None``: nothing changes), or why it is refused (409 / 422)."""
     allowed = TRANSITIONS[current.status]
@@ -111,6 +139,8 @@ def plan_update(current: _Flight, update: FlightUpdate, now: datetime) -> _Plan 
     status = current.status if isinstance(update.status, msgspec.UnsetType) else update.status
     if status is not current.status and status not in allowed:
         raise InvalidState(f"A {current.status.value} flight cannot become {status.value}.")
+    if status is not current.status:
+        _ensure_due(current, status, now)
     retiming = not (
         isinstance(update.departure_at, msgspec.UnsetType) and isinstance(update.arrival_at, msgspec.UnsetType)
     )

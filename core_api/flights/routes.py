@@ -118,9 +118,10 @@ async def update_flight(
     is 403 — flights are public, so there is nothing to hide).
 
     Statuses move forward: SCHEDULED → DELAYED | CANCELLED | DEPARTED, DELAYED → CANCELLED | DEPARTED (or a new
-    delay), DEPARTED → ARRIVED; CANCELLED and ARRIVED are final (409 INVALID_STATE). `departure_at` alone moves both
-    times, keeping the block time. A delay, cancellation or re-timing queues a `flight.changed` event for every
-    booking awaiting payment or confirmed, which notifies its travellers.
+    delay), DEPARTED → ARRIVED; CANCELLED and ARRIVED are final (409 INVALID_STATE). DEPARTED is accepted from one
+    hour before the (revised) departure, ARRIVED from two hours before the arrival (409 earlier). `departure_at`
+    alone moves both times, keeping the block time. A delay, cancellation or re-timing queues a `flight.changed`
+    event for every booking awaiting payment or confirmed, which notifies its travellers.
     """
     data = await strict_body(request, FlightUpdate)
     return await service.update_flight(pool, actor_of(request), _caller(request), _flight_id(id), data)

@@ -513,6 +513,16 @@ async def test_arrival_alone_moves_only_the_arrival(
     assert datetime.fromisoformat(response.json()["arrival_at"]) == later
 
 
+async def set_times(pool: AsyncConnectionPool, flight_id: int, *, departs_in: timedelta, flies: timedelta) -> None:
+    """Move a flight's times relative to now (as if the test ran on the day it flies)."""
+    async with pool.connection() as conn:
+        await conn.execute(
+            "UPDATE flights SET departure_at = now() + %(departs_in)s, arrival_at = now() + %(departs_in)s + %(flies)s"
+            " WHERE id = %(id)s",
+            {"id": flight_id, "departs_in": departs_in, "flies": flies},
+        )
+
+
 async def test_departure_and_arrival_follow_forward_to_arrived_without_notifications(
     client: httpx.AsyncClient,
     pool: AsyncConnectionPool,
@@ -520,6 +530,9 @@ async def test_departure_and_arrival_follow_forward_to_arrived_without_notificat
     flight: dict[str, Any],
     bookings: dict[str, str],
 ) -> None:
+    # Left half an hour ago, lands in an hour and a half.
+    await set_times(pool, flight["id"], departs_in=-timedelta(minutes=30), flies=timedelta(hours=2))
+
     for status in ("DELAYED", "DEPARTED", "ARRIVED"):
         response = await patch(client, flight["id"], {"status": status}, admin)
         assert response.status_code == 200, response.text
@@ -551,6 +564,8 @@ async def test_invalid_transitions_are_409_invalid_state(
     path: list[str],
     body: dict[str, str],
 ) -> None:
+    if "DEPARTED" in path:
+        await set_times(pool, flight["id"], departs_in=-timedelta(minutes=30), flies=timedelta(hours=1))
     for status in path:
         assert (await patch(client, flight["id"], {"status": status}, admin)).status_code == 200
     if body.get("departure_at") == "FUTURE":
@@ -562,6 +577,66 @@ async def test_invalid_transitions_are_409_invalid_state(
     assert response.status_code == 409
     assert response.json()["code"] == "INVALID_STATE"
     assert await counts(pool) == before
+
+
+@pytest.mark.parametrize(
+    ("departs_in", "flies", "path", "accepted"),
+    [
+        pytest.param(timedelta(days=20), timedelta(hours=7), ["DEPARTED"], False, id="departed weeks early"),
+        pytest.param(timedelta(minutes=61), timedelta(hours=7), ["DEPARTED"], False, id="departed 61 min early"),
+        pytest.param(timedelta(minutes=59), timedelta(hours=7), ["DEPARTED"], True, id="departed 59 min early"),
+        pytest.param(-timedelta(hours=3), timedelta(hours=7), ["DEPARTED"], True, id="departed late"),
+        pytest.param(-timedelta(minutes=10), timedelta(hours=7), ["DEPARTED", "ARRIVED"], False,
+                     id="arrived hours early"),
+        pytest.param(-timedelta(hours=5), timedelta(hours=7, minutes=1), ["DEPARTED", "ARRIVED"], False,
+                     id="arrived 2 h 1 min early"),
+        pytest.param(-timedelta(hours=5), timedelta(hours=6, minutes=59), ["DEPARTED", "ARRIVED"], True,
+                     id="arrived 1 h 59 min early"),
+        pytest.param(-timedelta(hours=9), timedelta(hours=7), ["DEPARTED", "ARRIVED"], True, id="arrived late"),
+    ],
+)  # fmt: skip
+async def test_departed_and_arrived_are_accepted_only_near_the_flights_times(
+    client: httpx.AsyncClient,
+    pool: AsyncConnectionPool,
+    admin: Account,
+    flight: dict[str, Any],
+    departs_in: timedelta,
+    flies: timedelta,
+    path: list[str],
+    accepted: bool,
+) -> None:
+    """DEPARTED from an hour before the departure, ARRIVED from two hours before the arrival (SPEC is silent)."""
+    await set_times(pool, flight["id"], departs_in=departs_in, flies=flies)
+    *before_last, last = path
+    for status in before_last:
+        assert (await patch(client, flight["id"], {"status": status}, admin)).status_code == 200
+    before = await counts(pool)
+
+    response = await patch(client, flight["id"], {"status": last}, admin)
+
+    if accepted:
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == last
+        return
+    assert response.status_code == 409, response.text
+    problem = response.json()
+    assert problem["code"] == "INVALID_STATE"
+    assert f"marked {last}" in problem["detail"]
+    assert await counts(pool) == before
+
+
+async def test_a_delayed_flight_departs_near_its_new_departure_not_the_old_one(
+    client: httpx.AsyncClient, pool: AsyncConnectionPool, admin: Account, flight: dict[str, Any]
+) -> None:
+    await set_times(pool, flight["id"], departs_in=timedelta(minutes=30), flies=timedelta(hours=7))
+    delayed = datetime.now(UTC) + timedelta(hours=4)
+    assert (await patch(client, flight["id"], {"status": "DELAYED", "departure_at": iso(delayed)}, admin)).is_success
+
+    response = await patch(client, flight["id"], {"status": "DEPARTED"}, admin)
+
+    assert response.status_code == 409
+    assert response.json()["code"] == "INVALID_STATE"
+    assert iso(delayed.replace(second=0, microsecond=0))[:16] in response.json()["detail"]
 
 
 @pytest.mark.parametrize(
