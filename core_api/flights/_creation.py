@@ -1,5 +1,6 @@
 """Creating a flight (``POST /flights``): every rule checked first, then one transaction writes the flight, its fare
-buckets, the seat map generated from its aircraft's layout and the ``flight.created`` audit row.
+buckets, the seat map generated from its aircraft's layout and the ``flight.created`` audit row; the cached searches
+of its route and day go once it has committed.
 
 Seats per fare are given by the caller and must add up, cabin by cabin, to the seats of the aircraft's seat map:
 how an airline splits a cabin between fare classes is its revenue decision, not something to guess; the check
@@ -18,12 +19,13 @@ import msgspec
 from core_api.audit.service import record
 from core_api.flights._store import QUERIES, ensure_may_operate, fetch_detail, fetch_seat_map, schedule_errors
 from core_api.flights.schemas import CreatedFlight, FareCreate, FlightCreate, FlightDetail
+from core_api.flights.search import changing_flights
 from core_api.seed.aircraft import AIRCRAFT, FLEETS, LONG_HAUL_KM, ULTRA_LONG_HAUL_KM, Aircraft, Fleet
 from core_api.seed.reference import Airport, great_circle_km
-from core_api.storage.db import transaction
 from core_api.web.errors import FieldError, ValidationFailed
 
 if TYPE_CHECKING:
+    import redis.asyncio as aioredis
     from psycopg import AsyncConnection
 
     from core_api.audit.service import Actor
@@ -163,15 +165,19 @@ def audit_snapshot(detail: FlightDetail) -> dict[str, Any]:
     return snapshot
 
 
-async def create_flight(pool: DbPool, actor: Actor, principal: Principal, data: FlightCreate) -> CreatedFlight:
-    """Check the request (422 naming every bad field, nothing written), then write it all in one transaction.
+async def create_flight(
+    pool: DbPool, redis: aioredis.Redis, actor: Actor, principal: Principal, data: FlightCreate
+) -> CreatedFlight:
+    """Check the request (422 naming every bad field, nothing written), then write it all in one transaction, after
+    which the cached searches of its route and day are dropped (they could not list it).
 
     An AIRLINE_AGENT of another airline is refused (403); a flight number already departing at that time is 409.
     """
     flight = _normalised(data)
     await ensure_may_operate(pool, actor, principal, flight.airline_code)
     errors = _request_errors(flight, datetime.now(UTC))
-    async with transaction(pool) as tx:
+    async with changing_flights(pool, redis) as affected:
+        tx = affected.tx
         reference_errors, aircraft = await _reference_errors(tx, flight)
         errors += reference_errors
         if aircraft is not None:
@@ -198,6 +204,7 @@ async def create_flight(pool: DbPool, actor: Actor, principal: Principal, data: 
         flight_id = int(row["id"])
         await tx.execute(QUERIES["insert_fares"], {"flight_id": flight_id, **_fare_columns(flight.fares)})
         await tx.execute(QUERIES["insert_seats"], {"flight_id": flight_id, **_seat_columns(aircraft.name)})
+        await affected.note(flight_id)
         detail = await fetch_detail(tx, flight_id)
         seat_map = await fetch_seat_map(tx, flight_id)
         await record(tx, "flight.created", actor, ("flight", flight_id), after=audit_snapshot(detail))

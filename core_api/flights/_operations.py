@@ -1,5 +1,5 @@
-"""Flight operations (``PATCH /flights/{id}``): status changes and re-timing, audited, and announced to every live
-booking of the flight through the outbox.
+"""Flight operations (``PATCH /flights/{id}``): status changes and re-timing, audited, announced to every live
+booking of the flight through the outbox, and dropping the cached searches of the flight's old and new day.
 
 Statuses move forward only::
 
@@ -29,10 +29,12 @@ import msgspec
 from core_api.audit.service import record
 from core_api.flights._store import QUERIES, arrival_errors, departure_errors, ensure_may_operate, fetch_detail
 from core_api.flights.schemas import FlightDetail, FlightStatus, FlightUpdate
-from core_api.storage.db import struct_row, transaction
+from core_api.flights.search import changing_flights
+from core_api.storage.db import struct_row
 from core_api.web.errors import FieldError, InvalidState, NotFound, ValidationFailed
 
 if TYPE_CHECKING:
+    import redis.asyncio as aioredis
     from psycopg import AsyncConnection
 
     from core_api.audit.service import Actor
@@ -184,23 +186,27 @@ async def _airline_of(pool: DbPool, flight_id: int) -> str:
 
 
 async def update_flight(
-    pool: DbPool, actor: Actor, principal: Principal, flight_id: int, update: FlightUpdate
+    pool: DbPool, redis: aioredis.Redis, actor: Actor, principal: Principal, flight_id: int, update: FlightUpdate
 ) -> FlightDetail:
     """Apply a status change and/or new times in one transaction holding the flight's row lock: the flight, one
-    ``flight.changed`` outbox event per live booking, and the audit row. A request that changes nothing writes
-    nothing and answers the flight as it is.
+    ``flight.changed`` outbox event per live booking, and the audit row; once committed, the cached searches of its
+    route on its old and new day are dropped. A request that changes nothing writes nothing and answers the flight
+    as it is.
     """
     if all(isinstance(value, msgspec.UnsetType) for value in msgspec.structs.astuple(update)):
         raise ValidationFailed.for_field("body", "send at least one of status, departure_at, arrival_at")
     # The operating airline never changes, so it is checked before taking the lock.
     await ensure_may_operate(pool, actor, principal, await _airline_of(pool, flight_id), flight_id)
-    async with transaction(pool) as tx:
+    async with changing_flights(pool, redis) as affected:
+        tx = affected.tx
         current = await _lock(tx, flight_id)
         plan = plan_update(current, update, datetime.now(UTC))
         if plan is None:
             return await fetch_detail(tx, flight_id)
         after = {"status": plan.status, "departure_at": plan.departure_at, "arrival_at": plan.arrival_at}
+        await affected.note(flight_id)  # the day it leaves on now, and below the day it leaves on after the change
         await tx.execute(QUERIES["update_flight"], {"id": flight_id, **after})
+        await affected.note(flight_id)
         notified = 0
         if plan.change is not None:
             cursor = await tx.execute(

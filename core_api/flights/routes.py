@@ -25,7 +25,7 @@ from core_api.flights.schemas import (
 )
 from core_api.users.schemas import Role
 from core_api.web.bodies import strict_body
-from core_api.web.deps import Pool
+from core_api.web.deps import Pool, Redis
 from core_api.web.errors import ValidationFailed
 
 __all__ = ["route_handlers"]
@@ -96,7 +96,7 @@ async def get_seat_map(pool: Pool, id: FromPath[str]) -> SeatMap:
 
 @post("/flights", operation_id="createFlight", tags=["flights"], opt=_OPERATORS, status_code=HTTP_201_CREATED)
 async def create_flight(
-    request: Request[Any, Any, Any], pool: Pool, data: JSONBody[FlightCreate]
+    request: Request[Any, Any, Any], pool: Pool, redis: Redis, data: JSONBody[FlightCreate]
 ) -> Response[CreatedFlight]:
     """Create a flight with its fare buckets and a seat map generated from the aircraft's layout (ADMIN, or an
     AIRLINE_AGENT for its own airline; another airline is 403).
@@ -106,13 +106,13 @@ async def create_flight(
     same time again is 409.
     """
     data = await strict_body(request, FlightCreate)
-    flight = await service.create_flight(pool, actor_of(request), _caller(request), data)
+    flight = await service.create_flight(pool, redis, actor_of(request), _caller(request), data)
     return Response(flight, status_code=HTTP_201_CREATED, headers={"Location": f"{request.url.path}/{flight.id}"})
 
 
 @patch("/flights/{id:str}", operation_id="updateFlight", tags=["flights"], opt=_OPERATORS)
 async def update_flight(
-    request: Request[Any, Any, Any], pool: Pool, id: FromPath[str], data: JSONBody[FlightUpdate]
+    request: Request[Any, Any, Any], pool: Pool, redis: Redis, id: FromPath[str], data: JSONBody[FlightUpdate]
 ) -> FlightDetail:
     """Change a flight's status and/or times (ADMIN, or an AIRLINE_AGENT of its airline; another airline's agent
     is 403 — flights are public, so there is nothing to hide).
@@ -124,7 +124,7 @@ async def update_flight(
     event for every booking awaiting payment or confirmed, which notifies its travellers.
     """
     data = await strict_body(request, FlightUpdate)
-    return await service.update_flight(pool, actor_of(request), _caller(request), _flight_id(id), data)
+    return await service.update_flight(pool, redis, actor_of(request), _caller(request), _flight_id(id), data)
 
 
 route_handlers = [list_airlines, search_airports, get_flight, get_seat_map, create_flight, update_flight]

@@ -25,10 +25,18 @@ with one query by their flights' ids (primary key, then the buckets' unique inde
 also drops flights cancelled or departed since; ``seats_left`` is updated, or the offer dropped when the party no
 longer fits. This catches every writer — bookings, hold expiry, agents' changes, even SQL by hand — for about
 0.2 ms of database time per hit, where invalidation messages alone would leave a sold-out flight on offer for the
-whole TTL whenever one writer forgot to send one (or sent it while a search was being computed from older rows).
-:func:`invalidate_flight` is there as well, for what the re-check cannot see: bookings and flight operations call
-it after their commit to drop the cached searches of that flight's route and day — a retimed flight, a bucket with
-seats again that the cached answer had left out, new fares. External offers stay as cached.
+whole TTL whenever one writer forgot to send one.
+
+Invalidation, for what the re-check cannot see: a new flight, new times, a bucket with seats again that the cached
+answer had left out. Entries are indexed by route and local departure day (the day searched, local at the origin).
+Every path that changes what a flight sells runs in :func:`changing_flights`: it notes the search days of the
+flights it touches inside its transaction — before and after a re-time, which can move a flight to another day —
+and drops them once the transaction has committed; cancellations and hold expiries call :func:`invalidate_flight`
+after theirs. Dropping alone would race a search computed meanwhile: it reads the old rows before the commit and
+stores them after the drop. So each route and day also has a generation in Redis, read with the entry (one
+``MGET``, no extra round trip) when a search misses; invalidating increments it, and a computation stores its answer
+only if the generation it read is still current (one Lua script), shares its in-flight task and its lock only with
+searches that read the same generation. External offers stay as cached.
 
 Redis down. Every Redis call of the search has a budget of :data:`REDIS_BUDGET_SECONDS`; after a failure Redis is
 left alone for :data:`REDIS_COOLDOWN_SECONDS` (one request then probes it), so searches are served uncached
@@ -44,7 +52,7 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -58,12 +66,13 @@ from core_api.flights.providers.local import SOURCE as LOCAL
 from core_api.flights.providers.local import LocalProvider, refresh_local_offers
 from core_api.flights.providers.sabre import SabreProvider
 from core_api.flights.schemas import Money, Offer, SearchMeta, SearchQuery, SearchResponse, SourceStatus
-from core_api.storage.db import load_queries, struct_row
+from core_api.storage.db import load_queries, struct_row, transaction
 from core_api.web.errors import FieldError, ValidationFailed
 from core_api.web.ratelimit import OccasionalWarning
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
+    from psycopg import AsyncConnection
 
     from core_api.settings import Settings
     from core_api.storage.db import DbPool
@@ -74,10 +83,15 @@ __all__ = [
     "MAX_SEATED",
     "REDIS_BUDGET_SECONDS",
     "REDIS_COOLDOWN_SECONDS",
+    "AffectedSearches",
+    "SearchDay",
     "SearchService",
+    "changing_flights",
+    "forget_searches",
     "invalidate_flight",
     "invalidate_route_day",
     "merge_offers",
+    "search_days",
 ]
 
 logger = logging.getLogger(__name__)
@@ -185,6 +199,34 @@ end
 return 0
 """
 
+# Store an answer only if its route and day were not invalidated since the search began (the generation it read
+# then is still current), and index it under its route and day. KEYS: entry, day index, generation. ARGV: the
+# generation read ('' for none), the entry, its TTL, the index's TTL.
+_PUT = """
+if (redis.call('GET', KEYS[3]) or '') ~= ARGV[1] then
+    return 0
+end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+redis.call('SADD', KEYS[2], KEYS[1])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return 1
+"""
+
+# Invalidate a route and day: a new generation (searches begun before it will not store their answers), and every
+# entry of the day index gone. KEYS: day index, generation. ARGV: the generation's TTL. Returns the entries dropped.
+_FORGET = """
+redis.call('INCR', KEYS[2])
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+local entries = redis.call('SMEMBERS', KEYS[1])
+for first = 1, #entries, 500 do
+    redis.call('DEL', unpack(entries, first, math.min(first + 499, #entries)))
+end
+redis.call('DEL', KEYS[1])
+return #entries
+"""
+# A generation must outlive every search that read it (seconds); a day leaves no doubt and costs a few bytes.
+_GENERATION_TTL_SECONDS = 86_400
+
 
 class _RedisUnavailable(Exception):
     """Redis failed or is being left alone after a failure; the search goes on uncached."""
@@ -194,8 +236,18 @@ def _route_day_key(origin: str, destination: str, day: date) -> str:
     return f"{_PREFIX}:day:{origin}:{destination}:{day.isoformat()}"
 
 
+def _generation_key(origin: str, destination: str, day: date) -> str:
+    return f"{_PREFIX}:generation:{origin}:{destination}:{day.isoformat()}"
+
+
+Generation = bytes
+"""How many times a route and day were invalidated, as Redis holds it (``b""``: never, or not recently)."""
+
+
 class _SearchCache:
-    """The search's Redis: entries, the cross-process lock, and the index of entries by route and day."""
+    """The search's Redis: entries, the cross-process lock, the index of entries by route and day, and each route
+    and day's generation.
+    """
 
     def __init__(self, redis: aioredis.Redis, *, ttl_seconds: int, lock_seconds: float, budget_seconds: float):
         self.redis = redis
@@ -205,6 +257,7 @@ class _SearchCache:
         self._down = False
         self._retry_at = 0.0
         self._unlock = redis.register_script(_UNLOCK)
+        self._put = redis.register_script(_PUT)
         self._outage = OccasionalWarning(logger, interval_seconds=10.0)
 
     async def _call(self, command: Callable[[], Awaitable[T]]) -> T:
@@ -239,20 +292,38 @@ class _SearchCache:
         except _RedisUnavailable:
             return None
 
-    async def lock(self, digest: str, token: str) -> bool | None:
+    async def lookup(self, digest: str, query: SearchQuery) -> tuple[_CachedSearch | None, Generation | None]:
+        """The entry, and the generation of the query's route and day, in one round trip (``None, None`` with Redis
+        unavailable). A computation that starts now stores its answer only under this generation.
+        """
+        keys = [f"{_PREFIX}:offers:{digest}", _generation_key(query.origin, query.destination, query.date)]
+        try:
+            raw, generation = await self._call(lambda: self.redis.mget(keys))
+        except _RedisUnavailable:
+            return None, None
+        return self._decode(raw), generation or b""
+
+    @staticmethod
+    def _lock_key(digest: str, generation: Generation) -> str:
+        # Computations of one search under different generations are different computations: one started before an
+        # invalidation must not hold back the one started after it.
+        return f"{_PREFIX}:lock:{digest}:{generation.decode()}"
+
+    async def lock(self, digest: str, generation: Generation, token: str) -> bool | None:
         """True: ours; False: another computation holds it; None: Redis unavailable."""
         lock_ms = int(self.lock_seconds * 1000)
+        key = self._lock_key(digest, generation)
         try:
-            taken = await self._call(lambda: self.redis.set(f"{_PREFIX}:lock:{digest}", token, nx=True, px=lock_ms))
+            taken = await self._call(lambda: self.redis.set(key, token, nx=True, px=lock_ms))
         except _RedisUnavailable:
             return None
         return bool(taken)
 
-    async def unlock(self, digest: str, token: str) -> None:
+    async def unlock(self, digest: str, generation: Generation, token: str) -> None:
         with contextlib.suppress(_RedisUnavailable):  # the lock expires by itself
-            await self._call(lambda: self._unlock(keys=[f"{_PREFIX}:lock:{digest}"], args=[token]))
+            await self._call(lambda: self._unlock(keys=[self._lock_key(digest, generation)], args=[token]))
 
-    async def wait(self, digest: str, deadline: float) -> _CachedSearch | None:
+    async def wait(self, digest: str, generation: Generation, deadline: float) -> _CachedSearch | None:
         """Poll until the entry appears (returned), or the lock is gone, the deadline passes or Redis fails (None)."""
         loop = asyncio.get_running_loop()
         delay = _POLL_FIRST_SECONDS
@@ -260,7 +331,7 @@ class _SearchCache:
         async def entry_and_lock() -> list[Any]:
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.get(f"{_PREFIX}:offers:{digest}")
-                pipe.exists(f"{_PREFIX}:lock:{digest}")
+                pipe.exists(self._lock_key(digest, generation))
                 return await pipe.execute()
 
         while loop.time() < deadline:
@@ -276,22 +347,24 @@ class _SearchCache:
                 return None
         return None
 
-    async def put(self, digest: str, query: SearchQuery, response: SearchResponse) -> None:
+    async def put(self, digest: str, query: SearchQuery, response: SearchResponse, generation: Generation) -> bool:
+        """Store the answer unless its route and day were invalidated since ``generation`` was read (the answer may
+        predate that change); True when stored.
+        """
         degraded = any(source.status in ("error", "timeout") for source in response.meta.sources)
         ttl = min(self.ttl_seconds, DEGRADED_TTL_SECONDS) if degraded else self.ttl_seconds
         entry = _encode_entry(_CachedSearch(offers=response.offers, sources=response.meta.sources))
-        key, day_key = f"{_PREFIX}:offers:{digest}", _route_day_key(query.origin, query.destination, query.date)
-
-        async def store() -> None:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.set(key, entry, ex=ttl)
-                # The index lives as long as its newest entry; invalidate_route_day() reads it.
-                pipe.sadd(day_key, key)
-                pipe.expire(day_key, self.ttl_seconds)
-                await pipe.execute()
-
-        with contextlib.suppress(_RedisUnavailable):
-            await self._call(store)
+        keys = [
+            f"{_PREFIX}:offers:{digest}",
+            # The index lives as long as its newest entry; invalidate_route_day() reads it.
+            _route_day_key(query.origin, query.destination, query.date),
+            _generation_key(query.origin, query.destination, query.date),
+        ]
+        try:
+            stored = await self._call(lambda: self._put(keys=keys, args=[generation, entry, ttl, self.ttl_seconds]))
+        except _RedisUnavailable:
+            return False
+        return bool(stored)
 
 
 # -- the service -----------------------------------------------------------------------------------------------------
@@ -344,7 +417,7 @@ class SearchService:
             budget_seconds=redis_budget_seconds,
         )
         self._airports = _AirportCodes()
-        self._in_flight: dict[str, asyncio.Future[SearchResponse]] = {}
+        self._in_flight: dict[tuple[str, Generation | None], asyncio.Future[SearchResponse]] = {}
         self._key_prefix = _encode_key(sorted(provider.name for provider in self.providers))
 
     @classmethod
@@ -382,35 +455,39 @@ class SearchService:
             errors = [FieldError(field, "unknown airport") for field in fields]
             raise ValidationFailed.of(errors)
         digest = hashlib.sha256(self._key_prefix + _encode_key(query)).hexdigest()[:40]
-        entry = await self.cache.get(digest)
+        entry, generation = await self.cache.lookup(digest, query)
         if entry is not None:
             return await self._from_cache(entry, query)
-        shared = self._in_flight.get(digest)
+        # Searches asked after an invalidation do not join a computation begun before it (it may list the old state).
+        flight = (digest, generation)
+        shared = self._in_flight.get(flight)
         if shared is None:
-            shared = asyncio.ensure_future(self._compute_once(digest, query))
-            self._in_flight[digest] = shared
-            shared.add_done_callback(functools.partial(self._landed, digest))
+            shared = asyncio.ensure_future(self._compute_once(digest, generation, query))
+            self._in_flight[flight] = shared
+            shared.add_done_callback(functools.partial(self._landed, flight))
         # Shielded: a caller that goes away does not cancel the computation the others wait for.
         return await asyncio.shield(shared)
 
-    def _landed(self, digest: str, future: asyncio.Future[SearchResponse]) -> None:
-        if self._in_flight.get(digest) is future:
-            del self._in_flight[digest]
+    def _landed(self, flight: tuple[str, Generation | None], future: asyncio.Future[SearchResponse]) -> None:
+        if self._in_flight.get(flight) is future:
+            del self._in_flight[flight]
         if not future.cancelled():
             future.exception()  # retrieved here, so that a failure nobody awaited any more is not reported as lost
 
-    async def _compute_once(self, digest: str, query: SearchQuery) -> SearchResponse:
+    async def _compute_once(self, digest: str, generation: Generation | None, query: SearchQuery) -> SearchResponse:
+        if generation is None:  # Redis unavailable: nothing to share the work with, nowhere to keep the answer
+            return await self._compute(query)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.cache.lock_seconds
         token = secrets.token_hex(16)
-        locked = await self.cache.lock(digest, token)
+        locked = await self.cache.lock(digest, generation, token)
         while locked is False:
             # Another process is computing this search: take its answer rather than repeat the work.
-            entry = await self.cache.wait(digest, deadline)
+            entry = await self.cache.wait(digest, generation, deadline)
             if entry is not None:
                 return await self._from_cache(entry, query)
             # Its lock went away without an answer, or it takes too long, or Redis failed: compute here.
-            locked = await self.cache.lock(digest, token) if loop.time() < deadline else None
+            locked = await self.cache.lock(digest, generation, token) if loop.time() < deadline else None
         try:
             if locked:
                 # The answer may have been stored between our miss and our lock.
@@ -418,11 +495,11 @@ class SearchService:
                 if entry is not None:
                     return await self._from_cache(entry, query)
             response = await self._compute(query)
-            await self.cache.put(digest, query, response)
+            await self.cache.put(digest, query, response, generation)
             return response
         finally:
             if locked:
-                await self.cache.unlock(digest, token)
+                await self.cache.unlock(digest, generation, token)
 
     async def _compute(self, query: SearchQuery) -> SearchResponse:
         outcomes = await asyncio.gather(*(self._ask(provider, query) for provider in self.providers))
@@ -466,39 +543,82 @@ class SearchService:
 # -- invalidation ------------------------------------------------------------------------------------------------
 
 
-class _SearchDay(msgspec.Struct, frozen=True):
+class SearchDay(msgspec.Struct, frozen=True):
+    """A route on a departure date, local at the origin: the searches that can list a flight."""
+
     origin: str
     destination: str
     day: date
 
 
 async def invalidate_route_day(redis: aioredis.Redis, origin: str, destination: str, day: date) -> int:
-    """Drop every cached search of ``origin`` → ``destination`` on ``day`` (local date at the origin); returns the
-    number of keys removed. Best effort: a Redis failure is logged and 0 returned (the re-check on cache hits still
-    keeps seats right).
+    """Drop every cached search of ``origin`` → ``destination`` on ``day`` (local date at the origin), and keep the
+    searches being computed right now from storing what they read (a new generation); returns the number of entries
+    removed. Best effort: a Redis failure is logged and 0 returned (the re-check on cache hits still keeps seats
+    right).
     """
-    day_key = _route_day_key(origin, destination, day)
+    keys = [_route_day_key(origin, destination, day), _generation_key(origin, destination, day)]
     try:
         async with asyncio.timeout(REDIS_BUDGET_SECONDS * 2):
-            keys: set[bytes] = await redis.smembers(day_key)  # type: ignore[misc]  # redis-py's sync|async union
-            if not keys:
-                return 0
-            return max(0, int(await redis.delete(*keys, day_key)) - 1)
+            return int(await redis.register_script(_FORGET)(keys=keys, args=[_GENERATION_TTL_SECONDS]))
     except (RedisError, OSError) as exc:
         logger.warning("cached searches of %s-%s on %s kept: %s: %s", origin, destination, day, type(exc).__name__, exc)
         return 0
 
 
+async def search_days(conn: AsyncConnection[Any], flight_ids: Iterable[int]) -> set[SearchDay]:
+    """The route and local departure day of each flight, as ``conn`` sees them (inside a transaction: as it left
+    them so far).
+    """
+    async with conn.cursor(row_factory=struct_row(SearchDay)) as cursor:
+        await cursor.execute(QUERIES["flight_search_days"], {"ids": sorted(set(flight_ids))})
+        return set(await cursor.fetchall())
+
+
+async def forget_searches(redis: aioredis.Redis, days: Iterable[SearchDay]) -> int:
+    """Drop the cached searches of every route and day (:func:`invalidate_route_day`); entries removed."""
+    dropped = 0
+    for found in sorted(days, key=lambda found: (found.origin, found.destination, found.day)):
+        dropped += await invalidate_route_day(redis, found.origin, found.destination, found.day)
+    return dropped
+
+
 async def invalidate_flight(redis: aioredis.Redis, pool: DbPool, flight_id: int) -> int:
     """Drop the cached searches that can list ``flight_id`` (its route on its local departure day).
 
-    Call it after the transaction that changed the flight or its fares commits (not inside it: a search between
-    the invalidation and the commit would cache the old state again). For a flight moved to another day, also call
-    :func:`invalidate_route_day` for the old day.
+    Call it after the transaction that changed the flight's seats commits (not inside it: a search between the
+    invalidation and the commit would cache the old state again). A change that can move the flight to another day
+    runs in :func:`changing_flights` instead, which drops the old day's searches as well.
     """
-    async with pool.connection() as conn, conn.cursor(row_factory=struct_row(_SearchDay)) as cursor:
-        await cursor.execute(QUERIES["flight_search_day"], {"id": flight_id})
-        found = await cursor.fetchone()
-    if found is None:
-        return 0
-    return await invalidate_route_day(redis, found.origin, found.destination, found.day)
+    async with pool.connection() as conn:
+        days = await search_days(conn, [flight_id])
+    return await forget_searches(redis, days)
+
+
+class AffectedSearches:
+    """The searches a transaction's changes to flights affect, noted inside it and dropped after it commits."""
+
+    def __init__(self, tx: AsyncConnection[Any]) -> None:
+        self.tx = tx
+        self.days: set[SearchDay] = set()
+
+    async def note(self, flight_id: int) -> None:
+        """The searches that list ``flight_id`` as the transaction has it now: note a flight before a change that can
+        move it (its old day) and after (its new day), or once after creating it.
+        """
+        self.days |= await search_days(self.tx, [flight_id])
+
+
+@contextlib.asynccontextmanager
+async def changing_flights(pool: DbPool, redis: aioredis.Redis) -> AsyncIterator[AffectedSearches]:
+    """A transaction that changes what flights sell (a new flight, new times, a new status, fares): the searches it
+    notes are dropped once it has committed, and searches computed meanwhile are kept from caching the old state.
+    Every flight-changing path runs in one, so that no cached search outlives the flights it lists.
+    """
+    async with transaction(pool) as tx:
+        affected = AffectedSearches(tx)
+        yield affected
+    try:
+        await forget_searches(redis, affected.days)
+    except Exception:  # the change is committed; a stale search expires by itself
+        logger.warning("cached searches of %d route days kept", len(affected.days), exc_info=True)

@@ -49,9 +49,9 @@ WHERE f.id = ANY(%(flight_ids)s::bigint[])
 -- Every known airport code (the search validates origin and destination against them).
 SELECT code FROM airports
 
--- flight_search_day --
--- The route of a flight and its departure date, local at the origin: the search day it is found under.
-SELECT f.origin, f.destination, (f.departure_at AT TIME ZONE o.tz)::date AS day
+-- flight_search_days --
+-- The route of each flight and its departure date, local at the origin: the search day it is found under.
+SELECT DISTINCT f.origin, f.destination, (f.departure_at AT TIME ZONE o.tz)::date AS day
 FROM flights AS f
 JOIN airports AS o ON o.code = f.origin
-WHERE f.id = %(id)s::bigint
+WHERE f.id = ANY(%(ids)s::bigint[])

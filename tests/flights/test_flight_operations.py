@@ -16,23 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 from core_api.seed.aircraft import AIRCRAFT
 from core_api.storage.db import transaction
 from core_api.users.schemas import Role
-from tests.support.accounts import Account, MakeAccount, new_account
-
-
-@pytest.fixture
-def make_account(pool: AsyncConnectionPool, client: httpx.AsyncClient) -> MakeAccount:
-    """A new user of a role (an airline agent of ``airline``), made as the CLI makes them, then logged in."""
-    numbers = itertools.count(1)
-
-    async def make(role: Role, airline: str | None = None) -> Account:
-        return await new_account(pool, client, role, next(numbers), airline_code=airline)
-
-    return make
-
-
-@pytest.fixture
-async def admin(make_account: MakeAccount) -> Account:
-    return await make_account(Role.ADMIN)
+from tests.support.accounts import Account, MakeAccount
 
 
 @pytest.fixture
