@@ -2,9 +2,11 @@
 buckets, the seat map generated from its aircraft's layout and the ``flight.created`` audit row; the cached searches
 of its route and day go once it has committed.
 
-Seats per fare are given by the caller and must add up, cabin by cabin, to the seats of the aircraft's seat map:
-how an airline splits a cabin between fare classes is its revenue decision, not something to guess; the check
-keeps the fare buckets and the seat map telling the same story (a bucket can never sell a seat the map lacks).
+Seats per fare are given by the caller: how an airline splits a cabin between fare classes, and how much of it it
+sells at all (crew rest seats, a partner's allotment, a cabin kept back), is its revenue decision, not something to
+guess. The fares of a cabin hold at most the seats the cabin has, and the seats no fare covers — the back of the
+cabin — are BLOCKED in the seat map. So the fare buckets and the seat map tell the same story: a cabin's buckets
+never sell more seats than the map has AVAILABLE, and a traveller can choose only an AVAILABLE seat.
 """
 
 from __future__ import annotations
@@ -90,18 +92,23 @@ def _request_errors(flight: _NewFlight, now: datetime) -> list[FieldError]:
 
 
 def _seat_errors(fares: list[FareCreate], aircraft: Aircraft) -> list[FieldError]:
-    """Each cabin's fare seats must add up to the seat map's seats of that cabin; no fare for a missing cabin."""
+    """The fares of each cabin hold at most its seats (naming the fare that overfills it); a fare for a cabin the
+    aircraft lacks is refused.
+    """
     errors: list[FieldError] = []
-    mapped = {cabin.value: seats for cabin, seats in aircraft.seats_per_cabin.items()}
+    capacity = {cabin.value: seats for cabin, seats in aircraft.seats_per_cabin.items()}
     filed: dict[str, int] = {}
     for index, fare in enumerate(fares):
-        if fare.cabin.value not in mapped:
-            errors.append(FieldError(f"fares[{index}].cabin", f"the {aircraft.name} has no {fare.cabin.value} cabin"))
-        filed[fare.cabin.value] = filed.get(fare.cabin.value, 0) + fare.seats
-    for cabin, seats in mapped.items():
-        if filed.get(cabin, 0) != seats:
-            message = f"{cabin} fares have {filed.get(cabin, 0)} seats; the {aircraft.name} seat map has {seats}"
-            errors.append(FieldError("fares", message))
+        cabin = fare.cabin.value
+        if cabin not in capacity:
+            message = f"the {aircraft.name} has no {cabin} cabin; its cabins are {', '.join(capacity)}"
+            errors.append(FieldError(f"fares[{index}].cabin", message))
+            continue
+        before = filed.get(cabin, 0)
+        filed[cabin] = before + fare.seats
+        if before <= capacity[cabin] < filed[cabin]:
+            has = f"the {aircraft.name} has {capacity[cabin]} {cabin} seats"
+            errors.append(FieldError(f"fares[{index}].seats", f"{cabin} fares would hold {filed[cabin]} seats; {has}"))
     return errors
 
 
@@ -134,16 +141,33 @@ async def _reference_errors(tx: AsyncConnection[Any], flight: _NewFlight) -> tup
     return errors, None
 
 
-@functools.cache
-def _seat_columns(aircraft_name: str) -> dict[str, list[Any]]:
-    """The seat map of a type as the column arrays ``insert_seats`` unnests."""
+# Bounded: most flights of a type sell their cabins alike, but the splits are the callers' to choose.
+@functools.lru_cache(maxsize=256)
+def _seat_columns(aircraft_name: str, sold: tuple[tuple[str, int], ...]) -> dict[str, list[Any]]:
+    """The seat map of a type as the column arrays ``insert_seats`` unnests, selling ``sold`` seats of each cabin
+    (the front ones; the rest of the cabin is BLOCKED).
+    """
     seats = AIRCRAFT[aircraft_name].seats
+    for_sale = dict(sold)
+    statuses: list[str] = []
+    for seat in seats:  # front to back
+        left = for_sale.get(seat.cabin.value, 0)
+        statuses.append("AVAILABLE" if left > 0 else "BLOCKED")
+        for_sale[seat.cabin.value] = left - 1
     return {
         "seat_nos": [seat.seat_no for seat in seats],
         "cabins": [seat.cabin.value for seat in seats],
         "row_nos": [seat.row_no for seat in seats],
         "features": [",".join(seat.features) for seat in seats],
+        "statuses": statuses,
     }
+
+
+def _seats_sold(fares: list[FareCreate]) -> tuple[tuple[str, int], ...]:
+    sold: dict[str, int] = {}
+    for fare in fares:
+        sold[fare.cabin.value] = sold.get(fare.cabin.value, 0) + fare.seats
+    return tuple(sorted(sold.items()))
 
 
 def _fare_columns(fares: list[FareCreate]) -> dict[str, list[Any]]:
@@ -203,7 +227,8 @@ async def create_flight(
         assert row is not None
         flight_id = int(row["id"])
         await tx.execute(QUERIES["insert_fares"], {"flight_id": flight_id, **_fare_columns(flight.fares)})
-        await tx.execute(QUERIES["insert_seats"], {"flight_id": flight_id, **_seat_columns(aircraft.name)})
+        seat_columns = _seat_columns(aircraft.name, _seats_sold(flight.fares))
+        await tx.execute(QUERIES["insert_seats"], {"flight_id": flight_id, **seat_columns})
         await affected.note(flight_id)
         detail = await fetch_detail(tx, flight_id)
         seat_map = await fetch_seat_map(tx, flight_id)

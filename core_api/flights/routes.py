@@ -15,6 +15,7 @@ from core_api.auth.guards import PUBLIC, actor_of, principal_of, roles
 from core_api.auth.schemas import Principal
 from core_api.flights import service
 from core_api.flights.schemas import (
+    AircraftPage,
     AirlinePage,
     AirportMatches,
     CreatedFlight,
@@ -59,6 +60,18 @@ async def list_airlines(
     return await service.list_airlines(pool, page=page, page_size=page_size)
 
 
+@get("/flights/aircraft", operation_id="listAircraft", tags=["flights"], opt=PUBLIC, sync_to_thread=False)
+def list_aircraft(
+    page: Annotated[int, QueryParameter(ge=1, le=100_000)] = 1,
+    page_size: Annotated[int, QueryParameter(ge=1, le=100)] = 100,
+) -> AircraftPage:
+    """Aircraft types, by type, each with its seats per cabin (front to back) and the rows each cabin spans: what
+    `aircraft` of `POST /flights` accepts, and how many seats the fares of each cabin may hold at most. Public
+    reference data, like airlines and airports.
+    """
+    return service.list_aircraft(page=page, page_size=page_size)
+
+
 @get("/flights/airports", operation_id="searchAirports", tags=["flights"], opt=PUBLIC)
 async def search_airports(
     pool: Pool,
@@ -101,9 +114,10 @@ async def create_flight(
     """Create a flight with its fare buckets and a seat map generated from the aircraft's layout (ADMIN, or an
     AIRLINE_AGENT for its own airline; another airline is 403).
 
-    `aircraft` defaults to the airline's type for the route's length. The `seats` of each cabin's fares must add up
-    to that cabin's seats on the aircraft. All fares share one currency. The same flight number departing at the
-    same time again is 409.
+    `aircraft` defaults to the airline's type for the route's length (`GET /flights/aircraft` lists the types and
+    their cabins). The `seats` of each cabin's fares add up to at most that cabin's seats; the seats no fare covers
+    are BLOCKED in the seat map (the back of the cabin). A fare for a cabin the aircraft lacks is refused. All fares
+    share one currency. The same flight number departing at the same time again is 409.
     """
     data = await strict_body(request, FlightCreate)
     flight = await service.create_flight(pool, redis, actor_of(request), _caller(request), data)
@@ -127,4 +141,4 @@ async def update_flight(
     return await service.update_flight(pool, redis, actor_of(request), _caller(request), _flight_id(id), data)
 
 
-route_handlers = [list_airlines, search_airports, get_flight, get_seat_map, create_flight, update_flight]
+route_handlers = [list_airlines, list_aircraft, search_airports, get_flight, get_seat_map, create_flight, update_flight]

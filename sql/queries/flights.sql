@@ -157,8 +157,10 @@ FROM unnest(%(cabins)s::text[], %(fare_classes)s::text[], %(price_amounts)s::big
      AS fare (cabin, fare_class, price_amount, currency, seats, refundable)
 
 -- insert_seats --
--- A new flight's seat map from its aircraft layout in one statement; features come comma-joined ('' for none).
-INSERT INTO seats (flight_id, seat_no, cabin, row_no, features)
-SELECT %(flight_id)s::bigint, seat.seat_no, seat.cabin, seat.row_no, string_to_array(seat.features, ',')
-FROM unnest(%(seat_nos)s::text[], %(cabins)s::text[], %(row_nos)s::smallint[], %(features)s::text[])
-     AS seat (seat_no, cabin, row_no, features)
+-- A new flight's seat map from its aircraft layout in one statement: AVAILABLE where a fare sells the seat, BLOCKED
+-- where none does; features come comma-joined ('' for none).
+INSERT INTO seats (flight_id, seat_no, cabin, row_no, features, status)
+SELECT %(flight_id)s::bigint, seat.seat_no, seat.cabin, seat.row_no, string_to_array(seat.features, ','), seat.status
+FROM unnest(%(seat_nos)s::text[], %(cabins)s::text[], %(row_nos)s::smallint[], %(features)s::text[],
+            %(statuses)s::text[])
+     AS seat (seat_no, cabin, row_no, features, status)
