@@ -184,7 +184,14 @@ def _fare_columns(fares: list[FareCreate]) -> dict[str, list[Any]]:
 def audit_snapshot(detail: FlightDetail) -> dict[str, Any]:
     """A flight as the audit trail keeps it: identity, schedule and fares, without the airport objects."""
     snapshot = msgspec.to_builtins(detail)
-    for key in ("origin_airport", "destination_airport", "airline_name", "duration_minutes"):
+    for key in (
+        "origin_airport",
+        "destination_airport",
+        "origin_tz",
+        "destination_tz",
+        "airline_name",
+        "duration_minutes",
+    ):
         snapshot.pop(key, None)
     return snapshot
 

@@ -113,6 +113,11 @@ def _new_times(
     return departure.astimezone(UTC), arrival.astimezone(UTC)
 
 
+def _wire_time(moment: datetime) -> str:
+    """A time as every response writes it: RFC 3339 in UTC with ``Z`` (msgspec's rendering)."""
+    return msgspec.json.encode(moment.astimezone(UTC)).decode()[1:-1]
+
+
 def _minute(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")
 
@@ -216,10 +221,10 @@ async def update_flight(
                     "flight_number": current.flight_number,
                     "change": plan.change,
                     "status": plan.status,
-                    "old_departure_at": current.departure_at,
-                    "new_departure_at": plan.departure_at,
-                    "old_arrival_at": current.arrival_at,
-                    "new_arrival_at": plan.arrival_at,
+                    "old_departure_at": _wire_time(current.departure_at),
+                    "new_departure_at": _wire_time(plan.departure_at),
+                    "old_arrival_at": _wire_time(current.arrival_at),
+                    "new_arrival_at": _wire_time(plan.arrival_at),
                 },
             )
             notified = cursor.rowcount

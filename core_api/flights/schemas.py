@@ -81,6 +81,8 @@ class SearchQuery(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Segment(msgspec.Struct, frozen=True, kw_only=True):
+    """One flight of an offer. Times are UTC; ``origin_tz`` / ``destination_tz`` (IANA zones) localise them."""
+
     flight_number: str
     airline: str
     origin: str
@@ -88,6 +90,8 @@ class Segment(msgspec.Struct, frozen=True, kw_only=True):
     departure_at: datetime
     arrival_at: datetime
     duration_minutes: int
+    origin_tz: str
+    destination_tz: str
 
 
 class Offer(msgspec.Struct, frozen=True, kw_only=True):
@@ -208,7 +212,9 @@ class Fare(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class FlightDetail(msgspec.Struct, frozen=True, kw_only=True):
-    """A flight with its fares. Times are UTC; ``origin_airport.tz`` / ``destination_airport.tz`` localise them."""
+    """A flight with its fares. Times are UTC; ``origin_tz`` / ``destination_tz`` (also in the airport objects)
+    localise them.
+    """
 
     id: int
     airline: str
@@ -219,6 +225,8 @@ class FlightDetail(msgspec.Struct, frozen=True, kw_only=True):
     departure_at: datetime
     arrival_at: datetime
     duration_minutes: int
+    origin_tz: str
+    destination_tz: str
     status: FlightStatus
     aircraft: str
     origin_airport: Airport

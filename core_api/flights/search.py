@@ -8,7 +8,7 @@ are filtered (max price, airline, cabin), de-duplicated (the same flights, cabin
 the cheaper is kept, ``local`` on a tie) and sorted.
 
 Cache. The key is a hash of the normalised :class:`SearchQuery` (msgpack) and the providers' names; the value is
-the response as msgspec JSON (JSON keeps each time's UTC offset, msgpack would turn it into UTC). It lives
+the response as msgspec JSON (times in UTC, each segment's airport zones beside them, as on the wire). It lives
 ``cache_ttl_seconds``, or at most :data:`DEGRADED_TTL_SECONDS` when a provider failed or timed out, so a passing
 outage is not remembered for five minutes.
 
@@ -110,7 +110,7 @@ REDIS_COOLDOWN_SECONDS = 3.0
 """How long the search leaves Redis alone after a failed call."""
 _LOCK_MARGIN_SECONDS = 2.0
 _POLL_FIRST_SECONDS, _POLL_MAX_SECONDS = 0.005, 0.05
-_PREFIX = "flightdesk:search:v1"
+_PREFIX = "flightdesk:search:v2"  # v2: segments in UTC with their airports' zones
 
 T = TypeVar("T")
 ProviderState = Literal["ok", "error", "timeout", "unavailable"]

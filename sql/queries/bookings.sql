@@ -204,11 +204,14 @@ SELECT b.id, b.pnr, b.status, b.hold_expires_at,
        coalesce(p.seats, '[]'::json) AS seats,
        json_build_object('id', f.id, 'airline', f.airline_code, 'flight_number', f.flight_number,
                          'origin', f.origin, 'destination', f.destination, 'departure_at', f.departure_at,
-                         'arrival_at', f.arrival_at, 'status', f.status) AS flight,
+                         'arrival_at', f.arrival_at, 'origin_tz', o.tz, 'destination_tz', d.tz,
+                         'status', f.status) AS flight,
        b.customer_id, b.agent_id, b.contact_email, b.contact_phone, b.created_at, b.updated_at,
        b.confirmed_at, b.cancelled_at, b.expired_at
 FROM bookings AS b
 JOIN flights AS f ON f.id = b.flight_id
+JOIN airports AS o ON o.code = f.origin
+JOIN airports AS d ON d.code = f.destination
 LEFT JOIN LATERAL (
     SELECT json_agg(json_build_object('id', x.id, 'first_name', x.first_name, 'last_name', x.last_name,
                                       'date_of_birth', x.date_of_birth, 'type', x.type, 'seat_no', x.seat_no,

@@ -9,6 +9,8 @@ SELECT f.id,
        f.departure_at,
        f.arrival_at,
        (extract(epoch FROM f.arrival_at - f.departure_at) / 60)::int AS duration_minutes,
+       o.tz AS origin_tz,
+       d.tz AS destination_tz,
        f.status,
        f.aircraft,
        json_build_object('code', o.code, 'name', o.name, 'city', o.city, 'country', o.country, 'tz', o.tz,
@@ -63,7 +65,8 @@ SET status = %(status)s::text, departure_at = %(departure_at)s::timestamptz, arr
 WHERE id = %(id)s::bigint
 
 -- notify_affected_bookings --
--- One flight.changed outbox event per live booking (awaiting payment or confirmed) of a flight.
+-- One flight.changed outbox event per live booking (awaiting payment or confirmed) of a flight. The times arrive as
+-- the wire writes them (RFC 3339 UTC with Z, from the service's encoder), with the airports' zones beside them.
 INSERT INTO outbox_events (event_type, aggregate_type, aggregate_id, payload)
 SELECT 'flight.changed', 'booking', b.id::text,
        jsonb_build_object(
@@ -71,14 +74,21 @@ SELECT 'flight.changed', 'booking', b.id::text,
            'booking_id', b.id,
            'pnr', b.pnr,
            'flight_number', %(flight_number)s::text,
+           'origin', f.origin,
+           'destination', f.destination,
+           'origin_tz', o.tz,
+           'destination_tz', d.tz,
            'change', %(change)s::text,
            'status', %(status)s::text,
-           'old_departure_at', %(old_departure_at)s::timestamptz,
-           'new_departure_at', %(new_departure_at)s::timestamptz,
-           'old_arrival_at', %(old_arrival_at)s::timestamptz,
-           'new_arrival_at', %(new_arrival_at)s::timestamptz
+           'old_departure_at', %(old_departure_at)s::text,
+           'new_departure_at', %(new_departure_at)s::text,
+           'old_arrival_at', %(old_arrival_at)s::text,
+           'new_arrival_at', %(new_arrival_at)s::text
        )
 FROM bookings AS b
+JOIN flights AS f ON f.id = b.flight_id
+JOIN airports AS o ON o.code = f.origin
+JOIN airports AS d ON d.code = f.destination
 WHERE b.flight_id = %(flight_id)s::bigint AND b.status IN ('PENDING_PAYMENT', 'CONFIRMED')
 ORDER BY b.created_at, b.id
 
