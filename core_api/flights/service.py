@@ -99,7 +99,9 @@ def _like_prefix(text: str) -> str:
 
 
 async def search_airports(pool: DbPool, query: str, *, limit: int) -> AirportMatches:
-    """Airports whose code, city, name or a word of the name starts with ``query`` (any case), best first."""
+    """Airports whose code, city, name or a word of the name starts with ``query`` (any case, with or without
+    accents), best first.
+    """
     query = " ".join(query.split())
     if not query:
         raise ValidationFailed.for_field("q", "must contain something other than spaces")
@@ -107,7 +109,7 @@ async def search_airports(pool: DbPool, query: str, *, limit: int) -> AirportMat
         "q": query,
         "code": query.upper(),
         "code_pattern": _like_prefix(query.upper()),
-        "pattern": _like_prefix(query.lower()),
+        "pattern": _like_prefix(query),  # folded (accents, case) by the query, as the indexed side is
         "words": len(query) >= _MIN_WORD_QUERY,
         "limit": limit,
     }

@@ -224,11 +224,13 @@ LEFT JOIN LATERAL (
 WHERE b.id = ANY(%(ids)s::uuid[])
 
 -- booking_by_pnr --
--- The booking with this PNR if one of its passengers has this last name (any case): manage-my-booking.
+-- The booking with this PNR if one of its passengers has this last name, in any case and with or without accents
+-- ("muller" is Müller: search_fold): manage-my-booking.
 SELECT b.id
 FROM bookings AS b
 WHERE b.pnr = %(pnr)s::text
-  AND EXISTS (SELECT 1 FROM passengers AS p WHERE p.booking_id = b.id AND lower(p.last_name) = lower(%(last_name)s::text))
+  AND EXISTS (SELECT 1 FROM passengers AS p
+              WHERE p.booking_id = b.id AND search_fold(p.last_name) = search_fold(%(last_name)s::text))
 
 -- visible_booking --
 -- Whether the caller may see a booking: own (customer), made by them (travel agent), on their airline's flights

@@ -106,8 +106,10 @@ SELECT count(*) AS total FROM airlines
 -- search_airports --
 -- Airports matching a lookup, best first: exact code, code prefix, city prefix, name prefix, then a word of the name
 -- or city starting with it. Each branch is one index scan (the patterns are escaped prefixes ending in %) carrying
--- the whole row, so ranking needs no join back. The word branch, the only one that can match thousands ("air"),
--- runs only when the prefix branches leave the top `limit` unfilled, and keeps only its own top `limit`.
+-- the whole row, so ranking needs no join back. Cities, names and words compare folded (search_fold: no accents,
+-- lower case; "zurich" finds Zürich and "zürich" Zurich), the pattern folded alike. The word branch, the only one
+-- that can match thousands ("air"), runs only when the prefix branches leave the top `limit` unfilled, and keeps
+-- only its own top `limit`.
 WITH prefixed AS (
     SELECT 0 AS rank, code, name, city, country, tz, latitude, longitude
     FROM airports WHERE code = %(code)s::text
@@ -116,10 +118,10 @@ WITH prefixed AS (
     FROM airports WHERE code LIKE %(code_pattern)s::text
     UNION ALL
     SELECT 2, code, name, city, country, tz, latitude, longitude
-    FROM airports WHERE lower(city) LIKE %(pattern)s::text
+    FROM airports WHERE search_fold(city) LIKE search_fold(%(pattern)s::text)
     UNION ALL
     SELECT 3, code, name, city, country, tz, latitude, longitude
-    FROM airports WHERE lower(name) LIKE %(pattern)s::text
+    FROM airports WHERE search_fold(name) LIKE search_fold(%(pattern)s::text)
 ), worded AS (
     SELECT 4 AS rank, code, name, city, country, tz, latitude, longitude
     FROM airports
