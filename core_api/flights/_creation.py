@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from core_api.audit.service import record
+from core_api.flights._search_cache import changing_flights
 from core_api.flights._store import QUERIES, ensure_may_operate, fetch_detail, fetch_seat_map, schedule_errors
 from core_api.flights.schemas import CreatedFlight, FareCreate, FlightCreate, FlightDetail
-from core_api.flights.search import changing_flights
 from core_api.seed.aircraft import AIRCRAFT, FLEETS, LONG_HAUL_KM, ULTRA_LONG_HAUL_KM, Aircraft, Fleet
 from core_api.seed.reference import Airport, great_circle_km
 from core_api.web.errors import FieldError, ValidationFailed

@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 
 from core_api.audit.service import record
+from core_api.flights._search_cache import changing_flights
 from core_api.flights._store import QUERIES, arrival_errors, departure_errors, ensure_may_operate, fetch_detail
 from core_api.flights.schemas import FlightDetail, FlightStatus, FlightUpdate
-from core_api.flights.search import changing_flights
 from core_api.storage.db import struct_row
 from core_api.web.errors import FieldError, InvalidState, NotFound, ValidationFailed
 
