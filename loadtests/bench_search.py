@@ -11,9 +11,10 @@ It starts the API with granian in a subprocess (``flightdesk api``), then drives
 closed loop of concurrent connections, all on 127.0.0.1, for a bounded time per run:
 
 1. ``GET /api/v1/health`` — the bare endpoint: routing, middleware (no rate limiting, it is exempt), JSON;
-2. one search over and over — every request a cache hit (Redis GET plus the seats re-check in PostgreSQL);
+2. one search over and over — every request a cache hit (one Redis MGET of the entry and its route and day's
+   generation, plus the seats re-check in PostgreSQL);
 3. searches that all differ (route, date, passengers, sort) — every request a miss: the local provider's query,
-   the Redis lock and the cache write.
+   the Redis lock and the conditional cache write.
 """
 
 from __future__ import annotations

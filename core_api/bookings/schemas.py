@@ -142,6 +142,8 @@ class Passenger(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class BookingFlight(msgspec.Struct, frozen=True, kw_only=True):
+    """The flight of a booking. Times are UTC; ``origin_tz`` / ``destination_tz`` (IANA zones) localise them."""
+
     id: int
     airline: str
     flight_number: str
@@ -149,6 +151,8 @@ class BookingFlight(msgspec.Struct, frozen=True, kw_only=True):
     destination: str
     departure_at: datetime
     arrival_at: datetime
+    origin_tz: str
+    destination_tz: str
     status: FlightStatus
 
 

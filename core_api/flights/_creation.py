@@ -1,9 +1,12 @@
 """Creating a flight (``POST /flights``): every rule checked first, then one transaction writes the flight, its fare
-buckets, the seat map generated from its aircraft's layout and the ``flight.created`` audit row.
+buckets, the seat map generated from its aircraft's layout and the ``flight.created`` audit row; the cached searches
+of its route and day go once it has committed.
 
-Seats per fare are given by the caller and must add up, cabin by cabin, to the seats of the aircraft's seat map:
-how an airline splits a cabin between fare classes is its revenue decision, not something to guess; the check
-keeps the fare buckets and the seat map telling the same story (a bucket can never sell a seat the map lacks).
+Seats per fare are given by the caller: how an airline splits a cabin between fare classes, and how much of it it
+sells at all (crew rest seats, a partner's allotment, a cabin kept back), is its revenue decision, not something to
+guess. The fares of a cabin hold at most the seats the cabin has, and the seats no fare covers — the back of the
+cabin — are BLOCKED in the seat map. So the fare buckets and the seat map tell the same story: a cabin's buckets
+never sell more seats than the map has AVAILABLE, and a traveller can choose only an AVAILABLE seat.
 """
 
 from __future__ import annotations
@@ -16,14 +19,15 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from core_api.audit.service import record
+from core_api.flights._search_cache import changing_flights
 from core_api.flights._store import QUERIES, ensure_may_operate, fetch_detail, fetch_seat_map, schedule_errors
 from core_api.flights.schemas import CreatedFlight, FareCreate, FlightCreate, FlightDetail
 from core_api.seed.aircraft import AIRCRAFT, FLEETS, LONG_HAUL_KM, ULTRA_LONG_HAUL_KM, Aircraft, Fleet
 from core_api.seed.reference import Airport, great_circle_km
-from core_api.storage.db import transaction
 from core_api.web.errors import FieldError, ValidationFailed
 
 if TYPE_CHECKING:
+    import redis.asyncio as aioredis
     from psycopg import AsyncConnection
 
     from core_api.audit.service import Actor
@@ -38,7 +42,9 @@ _DEFAULT_FLEET = Fleet("A320", "B787-9", "B777-300ER")
 
 @dataclass(frozen=True)
 class _NewFlight:
-    """The request with its codes upper-cased and its times in UTC."""
+    """The request with its codes upper-cased. Its times stay as given (aware, any offset) until they are checked:
+    converting a time at the end of the calendar (``9999-12-31T23:30-05:00``) to UTC overflows.
+    """
 
     airline_code: str
     flight_number: str
@@ -56,8 +62,8 @@ def _normalised(data: FlightCreate) -> _NewFlight:
         flight_number=data.flight_number.upper(),
         origin=data.origin.upper(),
         destination=data.destination.upper(),
-        departure_at=data.departure_at.astimezone(UTC),
-        arrival_at=data.arrival_at.astimezone(UTC),
+        departure_at=data.departure_at,
+        arrival_at=data.arrival_at,
         aircraft=data.aircraft.strip().upper() if data.aircraft is not None else None,
         fares=data.fares,
     )
@@ -86,18 +92,23 @@ def _request_errors(flight: _NewFlight, now: datetime) -> list[FieldError]:
 
 
 def _seat_errors(fares: list[FareCreate], aircraft: Aircraft) -> list[FieldError]:
-    """Each cabin's fare seats must add up to the seat map's seats of that cabin; no fare for a missing cabin."""
+    """The fares of each cabin hold at most its seats (naming the fare that overfills it); a fare for a cabin the
+    aircraft lacks is refused.
+    """
     errors: list[FieldError] = []
-    mapped = {cabin.value: seats for cabin, seats in aircraft.seats_per_cabin.items()}
+    capacity = {cabin.value: seats for cabin, seats in aircraft.seats_per_cabin.items()}
     filed: dict[str, int] = {}
     for index, fare in enumerate(fares):
-        if fare.cabin.value not in mapped:
-            errors.append(FieldError(f"fares[{index}].cabin", f"the {aircraft.name} has no {fare.cabin.value} cabin"))
-        filed[fare.cabin.value] = filed.get(fare.cabin.value, 0) + fare.seats
-    for cabin, seats in mapped.items():
-        if filed.get(cabin, 0) != seats:
-            message = f"{cabin} fares have {filed.get(cabin, 0)} seats; the {aircraft.name} seat map has {seats}"
-            errors.append(FieldError("fares", message))
+        cabin = fare.cabin.value
+        if cabin not in capacity:
+            message = f"the {aircraft.name} has no {cabin} cabin; its cabins are {', '.join(capacity)}"
+            errors.append(FieldError(f"fares[{index}].cabin", message))
+            continue
+        before = filed.get(cabin, 0)
+        filed[cabin] = before + fare.seats
+        if before <= capacity[cabin] < filed[cabin]:
+            has = f"the {aircraft.name} has {capacity[cabin]} {cabin} seats"
+            errors.append(FieldError(f"fares[{index}].seats", f"{cabin} fares would hold {filed[cabin]} seats; {has}"))
     return errors
 
 
@@ -130,16 +141,33 @@ async def _reference_errors(tx: AsyncConnection[Any], flight: _NewFlight) -> tup
     return errors, None
 
 
-@functools.cache
-def _seat_columns(aircraft_name: str) -> dict[str, list[Any]]:
-    """The seat map of a type as the column arrays ``insert_seats`` unnests."""
+# Bounded: most flights of a type sell their cabins alike, but the splits are the callers' to choose.
+@functools.lru_cache(maxsize=256)
+def _seat_columns(aircraft_name: str, sold: tuple[tuple[str, int], ...]) -> dict[str, list[Any]]:
+    """The seat map of a type as the column arrays ``insert_seats`` unnests, selling ``sold`` seats of each cabin
+    (the front ones; the rest of the cabin is BLOCKED).
+    """
     seats = AIRCRAFT[aircraft_name].seats
+    for_sale = dict(sold)
+    statuses: list[str] = []
+    for seat in seats:  # front to back
+        left = for_sale.get(seat.cabin.value, 0)
+        statuses.append("AVAILABLE" if left > 0 else "BLOCKED")
+        for_sale[seat.cabin.value] = left - 1
     return {
         "seat_nos": [seat.seat_no for seat in seats],
         "cabins": [seat.cabin.value for seat in seats],
         "row_nos": [seat.row_no for seat in seats],
         "features": [",".join(seat.features) for seat in seats],
+        "statuses": statuses,
     }
+
+
+def _seats_sold(fares: list[FareCreate]) -> tuple[tuple[str, int], ...]:
+    sold: dict[str, int] = {}
+    for fare in fares:
+        sold[fare.cabin.value] = sold.get(fare.cabin.value, 0) + fare.seats
+    return tuple(sorted(sold.items()))
 
 
 def _fare_columns(fares: list[FareCreate]) -> dict[str, list[Any]]:
@@ -156,20 +184,31 @@ def _fare_columns(fares: list[FareCreate]) -> dict[str, list[Any]]:
 def audit_snapshot(detail: FlightDetail) -> dict[str, Any]:
     """A flight as the audit trail keeps it: identity, schedule and fares, without the airport objects."""
     snapshot = msgspec.to_builtins(detail)
-    for key in ("origin_airport", "destination_airport", "airline_name", "duration_minutes"):
+    for key in (
+        "origin_airport",
+        "destination_airport",
+        "origin_tz",
+        "destination_tz",
+        "airline_name",
+        "duration_minutes",
+    ):
         snapshot.pop(key, None)
     return snapshot
 
 
-async def create_flight(pool: DbPool, actor: Actor, principal: Principal, data: FlightCreate) -> CreatedFlight:
-    """Check the request (422 naming every bad field, nothing written), then write it all in one transaction.
+async def create_flight(
+    pool: DbPool, redis: aioredis.Redis, actor: Actor, principal: Principal, data: FlightCreate
+) -> CreatedFlight:
+    """Check the request (422 naming every bad field, nothing written), then write it all in one transaction, after
+    which the cached searches of its route and day are dropped (they could not list it).
 
     An AIRLINE_AGENT of another airline is refused (403); a flight number already departing at that time is 409.
     """
     flight = _normalised(data)
     await ensure_may_operate(pool, actor, principal, flight.airline_code)
     errors = _request_errors(flight, datetime.now(UTC))
-    async with transaction(pool) as tx:
+    async with changing_flights(pool, redis) as affected:
+        tx = affected.tx
         reference_errors, aircraft = await _reference_errors(tx, flight)
         errors += reference_errors
         if aircraft is not None:
@@ -185,8 +224,9 @@ async def create_flight(pool: DbPool, actor: Actor, principal: Principal, data: 
                     "flight_number": flight.flight_number,
                     "origin": flight.origin,
                     "destination": flight.destination,
-                    "departure_at": flight.departure_at,
-                    "arrival_at": flight.arrival_at,
+                    # Checked by now: within two years of today, so the conversion cannot overflow.
+                    "departure_at": flight.departure_at.astimezone(UTC),
+                    "arrival_at": flight.arrival_at.astimezone(UTC),
                     "aircraft": aircraft.name,
                 },
             )
@@ -194,7 +234,9 @@ async def create_flight(pool: DbPool, actor: Actor, principal: Principal, data: 
         assert row is not None
         flight_id = int(row["id"])
         await tx.execute(QUERIES["insert_fares"], {"flight_id": flight_id, **_fare_columns(flight.fares)})
-        await tx.execute(QUERIES["insert_seats"], {"flight_id": flight_id, **_seat_columns(aircraft.name)})
+        seat_columns = _seat_columns(aircraft.name, _seats_sold(flight.fares))
+        await tx.execute(QUERIES["insert_seats"], {"flight_id": flight_id, **seat_columns})
+        await affected.note(flight_id)
         detail = await fetch_detail(tx, flight_id)
         seat_map = await fetch_seat_map(tx, flight_id)
         await record(tx, "flight.created", actor, ("flight", flight_id), after=audit_snapshot(detail))

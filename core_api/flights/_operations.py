@@ -1,5 +1,5 @@
-"""Flight operations (``PATCH /flights/{id}``): status changes and re-timing, audited, and announced to every live
-booking of the flight through the outbox.
+"""Flight operations (``PATCH /flights/{id}``): status changes and re-timing, audited, announced to every live
+booking of the flight through the outbox, and dropping the cached searches of the flight's old and new day.
 
 Statuses move forward only::
 
@@ -7,6 +7,10 @@ Statuses move forward only::
     DELAYED   -> CANCELLED | DEPARTED        (and DELAYED again, with new times)
     DEPARTED  -> ARRIVED
     CANCELLED, ARRIVED: final
+
+A flight is marked DEPARTED from :data:`DEPARTED_FROM` before its departure (as scheduled or revised) and ARRIVED
+from :data:`ARRIVED_FROM` before its arrival, not earlier (409): flights leave a little early, land early more
+often, but nothing is off the ground weeks ahead. A flight leaving earlier than that is re-timed first.
 
 Times change only while the flight is SCHEDULED or DELAYED and stays so. ``departure_at`` alone moves both times
 (the block time is kept); ``arrival_at`` alone moves the arrival. A delay never moves the departure earlier. The
@@ -17,25 +21,27 @@ SCHEDULED flight's times change); DEPARTED and ARRIVED are recorded but announce
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
 from core_api.audit.service import record
-from core_api.flights._store import QUERIES, ensure_may_operate, fetch_detail, schedule_errors
+from core_api.flights._search_cache import changing_flights
+from core_api.flights._store import QUERIES, arrival_errors, departure_errors, ensure_may_operate, fetch_detail
 from core_api.flights.schemas import FlightDetail, FlightStatus, FlightUpdate
-from core_api.storage.db import struct_row, transaction
+from core_api.storage.db import struct_row
 from core_api.web.errors import FieldError, InvalidState, NotFound, ValidationFailed
 
 if TYPE_CHECKING:
+    import redis.asyncio as aioredis
     from psycopg import AsyncConnection
 
     from core_api.audit.service import Actor
     from core_api.auth.schemas import Principal
     from core_api.storage.db import DbPool
 
-__all__ = ["TRANSITIONS", "update_flight"]
+__all__ = ["ARRIVED_FROM", "DEPARTED_FROM", "TRANSITIONS", "update_flight"]
 
 TRANSITIONS: dict[FlightStatus, frozenset[FlightStatus]] = {
     FlightStatus.SCHEDULED: frozenset({FlightStatus.DELAYED, FlightStatus.CANCELLED, FlightStatus.DEPARTED}),
@@ -45,6 +51,10 @@ TRANSITIONS: dict[FlightStatus, frozenset[FlightStatus]] = {
     FlightStatus.ARRIVED: frozenset(),
 }
 _RETIMABLE = frozenset({FlightStatus.SCHEDULED, FlightStatus.DELAYED})
+DEPARTED_FROM = timedelta(hours=1)
+"""How long before its departure a flight may be marked DEPARTED."""
+ARRIVED_FROM = timedelta(hours=2)
+"""How long before its arrival a flight may be marked ARRIVED (tail winds bring long flights in early)."""
 
 Change = Literal["cancelled", "delayed", "retimed"]
 
@@ -77,21 +87,55 @@ class _Plan:
 def _new_times(
     current: _Flight, update: FlightUpdate, status: FlightStatus, now: datetime
 ) -> tuple[datetime, datetime]:
-    departure = current.departure_at
-    if not isinstance(update.departure_at, msgspec.UnsetType):
-        departure = update.departure_at.astimezone(UTC)
+    """The flight's new times in UTC, or 422 naming what is wrong with them.
+
+    The input is checked before any arithmetic on it: deriving the arrival from a departure in the year 9999, or
+    converting such a time to UTC, would leave datetime's range (only subtractions, which yield a ``timedelta``,
+    are safe on any input).
+    """
+    departure = current.departure_at if isinstance(update.departure_at, msgspec.UnsetType) else update.departure_at
+    errors = departure_errors(departure, now) if departure != current.departure_at else []
     if not isinstance(update.arrival_at, msgspec.UnsetType):
-        arrival = update.arrival_at.astimezone(UTC)
+        arrival = update.arrival_at
+    elif errors:
+        raise ValidationFailed.of(errors)
     else:
         arrival = current.arrival_at + (departure - current.departure_at)
-    errors = schedule_errors(departure, arrival, now, check_departure=departure != current.departure_at)
-    if arrival != current.arrival_at and arrival <= now and not any(e.field == "arrival_at" for e in errors):
-        errors.append(FieldError("arrival_at", "must be in the future"))
+    arrival_problems = arrival_errors(departure, arrival)
+    if not arrival_problems and arrival != current.arrival_at and arrival <= now:
+        arrival_problems.append(FieldError("arrival_at", "must be in the future"))
+    errors += arrival_problems
     if status is FlightStatus.DELAYED and departure < current.departure_at:
         errors.append(FieldError("departure_at", "a delay cannot move the departure earlier"))
     if errors:
         raise ValidationFailed.of(errors)
-    return departure, arrival
+    # Both checked: within two years of now, so the conversion cannot overflow.
+    return departure.astimezone(UTC), arrival.astimezone(UTC)
+
+
+def _wire_time(moment: datetime) -> str:
+    """A time as every response writes it: RFC 3339 in UTC with ``Z`` (msgspec's rendering)."""
+    return msgspec.json.encode(moment.astimezone(UTC)).decode()[1:-1]
+
+
+def _minute(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def _ensure_due(current: _Flight, status: FlightStatus, now: datetime) -> None:
+    """409 when ``status`` is DEPARTED or ARRIVED long before the flight's departure or arrival."""
+    if status is FlightStatus.DEPARTED:
+        moment, window, event = current.departure_at, DEPARTED_FROM, "leaves"
+    elif status is FlightStatus.ARRIVED:
+        moment, window, event = current.arrival_at, ARRIVED_FROM, "lands"
+    else:
+        return
+    if now < moment - window:
+        hours = window // timedelta(hours=1)
+        raise InvalidState(
+            f"{current.flight_number} {event} at {_minute(moment)}; it can be marked {status.value} from "
+            f"{hours} hour{'s' if hours != 1 else ''} before that ({_minute(moment - window)}) on."
+        )
 
 
 def plan_update(current: _Flight, update: FlightUpdate, now: datetime) -> _Plan | None:
@@ -102,6 +146,8 @@ def plan_update(current: _Flight, update: FlightUpdate, now: datetime) -> _Plan 
     status = current.status if isinstance(update.status, msgspec.UnsetType) else update.status
     if status is not current.status and status not in allowed:
         raise InvalidState(f"A {current.status.value} flight cannot become {status.value}.")
+    if status is not current.status:
+        _ensure_due(current, status, now)
     retiming = not (
         isinstance(update.departure_at, msgspec.UnsetType) and isinstance(update.arrival_at, msgspec.UnsetType)
     )
@@ -145,23 +191,27 @@ async def _airline_of(pool: DbPool, flight_id: int) -> str:
 
 
 async def update_flight(
-    pool: DbPool, actor: Actor, principal: Principal, flight_id: int, update: FlightUpdate
+    pool: DbPool, redis: aioredis.Redis, actor: Actor, principal: Principal, flight_id: int, update: FlightUpdate
 ) -> FlightDetail:
     """Apply a status change and/or new times in one transaction holding the flight's row lock: the flight, one
-    ``flight.changed`` outbox event per live booking, and the audit row. A request that changes nothing writes
-    nothing and answers the flight as it is.
+    ``flight.changed`` outbox event per live booking, and the audit row; once committed, the cached searches of its
+    route on its old and new day are dropped. A request that changes nothing writes nothing and answers the flight
+    as it is.
     """
     if all(isinstance(value, msgspec.UnsetType) for value in msgspec.structs.astuple(update)):
         raise ValidationFailed.for_field("body", "send at least one of status, departure_at, arrival_at")
     # The operating airline never changes, so it is checked before taking the lock.
     await ensure_may_operate(pool, actor, principal, await _airline_of(pool, flight_id), flight_id)
-    async with transaction(pool) as tx:
+    async with changing_flights(pool, redis) as affected:
+        tx = affected.tx
         current = await _lock(tx, flight_id)
         plan = plan_update(current, update, datetime.now(UTC))
         if plan is None:
             return await fetch_detail(tx, flight_id)
         after = {"status": plan.status, "departure_at": plan.departure_at, "arrival_at": plan.arrival_at}
+        await affected.note(flight_id)  # the day it leaves on now, and below the day it leaves on after the change
         await tx.execute(QUERIES["update_flight"], {"id": flight_id, **after})
+        await affected.note(flight_id)
         notified = 0
         if plan.change is not None:
             cursor = await tx.execute(
@@ -171,10 +221,10 @@ async def update_flight(
                     "flight_number": current.flight_number,
                     "change": plan.change,
                     "status": plan.status,
-                    "old_departure_at": current.departure_at,
-                    "new_departure_at": plan.departure_at,
-                    "old_arrival_at": current.arrival_at,
-                    "new_arrival_at": plan.arrival_at,
+                    "old_departure_at": _wire_time(current.departure_at),
+                    "new_departure_at": _wire_time(plan.departure_at),
+                    "old_arrival_at": _wire_time(current.arrival_at),
+                    "new_arrival_at": _wire_time(plan.arrival_at),
                 },
             )
             notified = cursor.rowcount

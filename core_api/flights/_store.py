@@ -24,6 +24,8 @@ __all__ = [
     "MAX_BLOCK_TIME",
     "MAX_SCHEDULE_AHEAD",
     "QUERIES",
+    "arrival_errors",
+    "departure_errors",
     "ensure_may_operate",
     "fetch_detail",
     "fetch_seat_map",
@@ -42,23 +44,37 @@ register_constraint(
 )
 
 
-def schedule_errors(
-    departure_at: datetime, arrival_at: datetime, now: datetime, *, check_departure: bool = True
-) -> list[FieldError]:
-    """What is wrong with a flight's times: arrival after departure within a day, departure ahead and not too far.
+def departure_errors(departure_at: datetime, now: datetime) -> list[FieldError]:
+    """What is wrong with a new departure: it must be ahead, and not too far.
 
-    ``check_departure=False`` skips the departure's own checks (a re-time that keeps the departure).
+    Safe for any aware input, the years 1 and 9999 included: it only subtracts datetimes (a ``timedelta`` cannot
+    overflow), never adds to one or converts one to UTC, which can leave datetime's range.
     """
-    errors: list[FieldError] = []
-    if check_departure and departure_at <= now:
-        errors.append(FieldError("departure_at", "must be in the future"))
-    elif check_departure and departure_at > now + MAX_SCHEDULE_AHEAD:
-        errors.append(FieldError("departure_at", f"must be at most {MAX_SCHEDULE_AHEAD.days} days ahead"))
-    if arrival_at <= departure_at:
-        errors.append(FieldError("arrival_at", "must be after departure_at"))
-    elif arrival_at - departure_at > MAX_BLOCK_TIME:
-        errors.append(FieldError("arrival_at", "must be at most 24 hours after departure_at"))
-    return errors
+    ahead = departure_at - now
+    if ahead <= timedelta(0):
+        return [FieldError("departure_at", "must be in the future")]
+    if ahead > MAX_SCHEDULE_AHEAD:
+        return [FieldError("departure_at", f"must be at most {MAX_SCHEDULE_AHEAD.days} days ahead")]
+    return []
+
+
+def arrival_errors(departure_at: datetime, arrival_at: datetime) -> list[FieldError]:
+    """What is wrong with an arrival: after the departure, within a day. Safe for any aware input, like
+    :func:`departure_errors`.
+    """
+    block_time = arrival_at - departure_at
+    if block_time <= timedelta(0):
+        return [FieldError("arrival_at", "must be after departure_at")]
+    if block_time > MAX_BLOCK_TIME:
+        return [FieldError("arrival_at", "must be at most 24 hours after departure_at")]
+    return []
+
+
+def schedule_errors(departure_at: datetime, arrival_at: datetime, now: datetime) -> list[FieldError]:
+    """What is wrong with a new flight's times (:func:`departure_errors` and :func:`arrival_errors`). Times that
+    pass are within two years of ``now``, so converting them to UTC or adding hours to them is safe.
+    """
+    return departure_errors(departure_at, now) + arrival_errors(departure_at, arrival_at)
 
 
 async def fetch_detail(conn: AsyncConnection[Any], flight_id: int) -> FlightDetail:

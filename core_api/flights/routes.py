@@ -15,6 +15,7 @@ from core_api.auth.guards import PUBLIC, actor_of, principal_of, roles
 from core_api.auth.schemas import Principal
 from core_api.flights import service
 from core_api.flights.schemas import (
+    AircraftPage,
     AirlinePage,
     AirportMatches,
     CreatedFlight,
@@ -24,7 +25,7 @@ from core_api.flights.schemas import (
     SeatMap,
 )
 from core_api.users.schemas import Role
-from core_api.web.deps import Pool
+from core_api.web.deps import Pool, Redis
 from core_api.web.errors import Conflict, Forbidden, InvalidState, NotFound, ValidationFailed
 from core_api.web.parameters import PositiveIdPath
 
@@ -57,6 +58,18 @@ async def list_airlines(
 ) -> AirlinePage:
     """Airlines, by code."""
     return await service.list_airlines(pool, page=page, page_size=page_size)
+
+
+@get("/flights/aircraft", operation_id="listAircraft", tags=["flights"], opt=PUBLIC, sync_to_thread=False)
+def list_aircraft(
+    page: Annotated[int, QueryParameter(ge=1, le=100_000)] = 1,
+    page_size: Annotated[int, QueryParameter(ge=1, le=100)] = 100,
+) -> AircraftPage:
+    """Aircraft types, by type, each with its seats per cabin (front to back) and the rows each cabin spans: what
+    `aircraft` of `POST /flights` accepts, and how many seats the fares of each cabin may hold at most. Public
+    reference data, like airlines and airports.
+    """
+    return service.list_aircraft(page=page, page_size=page_size)
 
 
 @get("/flights/airports", operation_id="searchAirports", tags=["flights"], opt=PUBLIC)
@@ -105,16 +118,17 @@ async def get_seat_map(pool: Pool, id: PositiveIdPath) -> SeatMap:
     raises=[Forbidden, Conflict],
 )
 async def create_flight(
-    request: Request[Any, Any, Any], pool: Pool, data: JSONBody[FlightCreate]
+    request: Request[Any, Any, Any], pool: Pool, redis: Redis, data: JSONBody[FlightCreate]
 ) -> Response[CreatedFlight]:
     """Create a flight with its fare buckets and a seat map generated from the aircraft's layout (ADMIN, or an
     AIRLINE_AGENT for its own airline; another airline is 403).
 
-    `aircraft` defaults to the airline's type for the route's length. The `seats` of each cabin's fares must add up
-    to that cabin's seats on the aircraft. All fares share one currency. The same flight number departing at the
-    same time again is 409.
+    `aircraft` defaults to the airline's type for the route's length (`GET /flights/aircraft` lists the types and
+    their cabins). The `seats` of each cabin's fares add up to at most that cabin's seats; the seats no fare covers
+    are BLOCKED in the seat map (the back of the cabin). A fare for a cabin the aircraft lacks is refused. All fares
+    share one currency. The same flight number departing at the same time again is 409.
     """
-    flight = await service.create_flight(pool, actor_of(request), _caller(request), data)
+    flight = await service.create_flight(pool, redis, actor_of(request), _caller(request), data)
     return Response(flight, status_code=HTTP_201_CREATED, headers={"Location": f"{request.url.path}/{flight.id}"})
 
 
@@ -126,17 +140,18 @@ async def create_flight(
     raises=[NotFound, Forbidden, InvalidState],
 )
 async def update_flight(
-    request: Request[Any, Any, Any], pool: Pool, id: PositiveIdPath, data: JSONBody[FlightUpdate]
+    request: Request[Any, Any, Any], pool: Pool, redis: Redis, id: PositiveIdPath, data: JSONBody[FlightUpdate]
 ) -> FlightDetail:
     """Change a flight's status and/or times (ADMIN, or an AIRLINE_AGENT of its airline; another airline's agent
     is 403 — flights are public, so there is nothing to hide).
 
     Statuses move forward: SCHEDULED → DELAYED | CANCELLED | DEPARTED, DELAYED → CANCELLED | DEPARTED (or a new
-    delay), DEPARTED → ARRIVED; CANCELLED and ARRIVED are final (409 INVALID_STATE). `departure_at` alone moves both
-    times, keeping the block time. A delay, cancellation or re-timing queues a `flight.changed` event for every
-    booking awaiting payment or confirmed, which notifies its travellers.
+    delay), DEPARTED → ARRIVED; CANCELLED and ARRIVED are final (409 INVALID_STATE). DEPARTED is accepted from one
+    hour before the (revised) departure, ARRIVED from two hours before the arrival (409 earlier). `departure_at`
+    alone moves both times, keeping the block time. A delay, cancellation or re-timing queues a `flight.changed`
+    event for every booking awaiting payment or confirmed, which notifies its travellers.
     """
-    return await service.update_flight(pool, actor_of(request), _caller(request), _flight_id(id), data)
+    return await service.update_flight(pool, redis, actor_of(request), _caller(request), _flight_id(id), data)
 
 
-route_handlers = [list_airlines, search_airports, get_flight, get_seat_map, create_flight, update_flight]
+route_handlers = [list_airlines, list_aircraft, search_airports, get_flight, get_seat_map, create_flight, update_flight]

@@ -11,6 +11,9 @@ from typing import Annotated, Literal
 import msgspec
 
 __all__ = [
+    "AircraftCabin",
+    "AircraftPage",
+    "AircraftType",
     "Airline",
     "AirlinePage",
     "Airport",
@@ -78,6 +81,8 @@ class SearchQuery(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Segment(msgspec.Struct, frozen=True, kw_only=True):
+    """One flight of an offer. Times are UTC; ``origin_tz`` / ``destination_tz`` (IANA zones) localise them."""
+
     flight_number: str
     airline: str
     origin: str
@@ -85,6 +90,8 @@ class Segment(msgspec.Struct, frozen=True, kw_only=True):
     departure_at: datetime
     arrival_at: datetime
     duration_minutes: int
+    origin_tz: str
+    destination_tz: str
 
 
 class Offer(msgspec.Struct, frozen=True, kw_only=True):
@@ -148,6 +155,33 @@ class AirlinePage(msgspec.Struct, frozen=True, kw_only=True):
     page_size: int
 
 
+class AircraftCabin(msgspec.Struct, frozen=True, kw_only=True):
+    """A cabin of an aircraft type: its seats and the rows they are on (row numbers run on from cabin to cabin)."""
+
+    cabin: Cabin
+    seats: int
+    first_row: int
+    last_row: int
+
+
+class AircraftType(msgspec.Struct, frozen=True, kw_only=True):
+    """An aircraft type a flight can be created with (``aircraft`` of ``POST /flights`` takes ``type``), with its
+    cabins front to back.
+    """
+
+    type: str
+    wide_body: bool
+    seats: int
+    cabins: list[AircraftCabin]
+
+
+class AircraftPage(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[AircraftType]
+    total: int
+    page: int
+    page_size: int
+
+
 class Airport(msgspec.Struct, frozen=True, kw_only=True):
     """An airport and its IANA time zone, in which its local times are read."""
 
@@ -178,7 +212,9 @@ class Fare(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class FlightDetail(msgspec.Struct, frozen=True, kw_only=True):
-    """A flight with its fares. Times are UTC; ``origin_airport.tz`` / ``destination_airport.tz`` localise them."""
+    """A flight with its fares. Times are UTC; ``origin_tz`` / ``destination_tz`` (also in the airport objects)
+    localise them.
+    """
 
     id: int
     airline: str
@@ -189,6 +225,8 @@ class FlightDetail(msgspec.Struct, frozen=True, kw_only=True):
     departure_at: datetime
     arrival_at: datetime
     duration_minutes: int
+    origin_tz: str
+    destination_tz: str
     status: FlightStatus
     aircraft: str
     origin_airport: Airport
@@ -256,7 +294,9 @@ class MoneyInput(_Request):
 
 
 class FareCreate(_Request):
-    """A fare bucket of a new flight; ``seats`` of a cabin's buckets must add up to that cabin's seats."""
+    """A fare bucket of a new flight; the ``seats`` of a cabin's buckets add up to at most that cabin's seats (the
+    rest of the cabin is BLOCKED).
+    """
 
     cabin: Cabin
     fare_class: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]$", description="one upper-case letter, e.g. Y")]

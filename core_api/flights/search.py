@@ -8,7 +8,7 @@ are filtered (max price, airline, cabin), de-duplicated (the same flights, cabin
 the cheaper is kept, ``local`` on a tie) and sorted.
 
 Cache. The key is a hash of the normalised :class:`SearchQuery` (msgpack) and the providers' names; the value is
-the response as msgspec JSON (JSON keeps each time's UTC offset, msgpack would turn it into UTC). It lives
+the response as msgspec JSON (times in UTC, each segment's airport zones beside them, as on the wire). It lives
 ``cache_ttl_seconds``, or at most :data:`DEGRADED_TTL_SECONDS` when a provider failed or timed out, so a passing
 outage is not remembered for five minutes.
 
@@ -25,10 +25,21 @@ with one query by their flights' ids (primary key, then the buckets' unique inde
 also drops flights cancelled or departed since; ``seats_left`` is updated, or the offer dropped when the party no
 longer fits. This catches every writer — bookings, hold expiry, agents' changes, even SQL by hand — for about
 0.2 ms of database time per hit, where invalidation messages alone would leave a sold-out flight on offer for the
-whole TTL whenever one writer forgot to send one (or sent it while a search was being computed from older rows).
-:func:`invalidate_flight` is there as well, for what the re-check cannot see: bookings and flight operations call
-it after their commit to drop the cached searches of that flight's route and day — a retimed flight, a bucket with
-seats again that the cached answer had left out, new fares. External offers stay as cached.
+whole TTL whenever one writer forgot to send one.
+
+Invalidation, for what the re-check cannot see: a new flight, new times, a bucket with seats again that the cached
+answer had left out. Entries are indexed by route and local departure day (the day searched, local at the origin).
+Every path that changes what a flight sells runs in :func:`changing_flights`: it notes the search days of the
+flights it touches inside its transaction — before and after a re-time, which can move a flight to another day —
+and drops them once the transaction has committed; cancellations and hold expiries call :func:`invalidate_flight`
+after theirs. Dropping alone would race a search computed meanwhile: it reads the old rows before the commit and
+stores them after the drop. So each route and day also has a generation in Redis, read with the entry (one
+``MGET``, no extra round trip) when a search misses; invalidating increments it, and a computation stores its answer
+only if the generation it read is still current (one Lua script), shares its in-flight task and its lock only with
+searches that read the same generation. External offers stay as cached.
+
+The Redis side — entries, locks, generations, invalidation — is ``_search_cache``; this module re-exports what
+other packages use of it.
 
 Redis down. Every Redis call of the search has a budget of :data:`REDIS_BUDGET_SECONDS`; after a failure Redis is
 left alone for :data:`REDIS_COOLDOWN_SECONDS` (one request then probes it), so searches are served uncached
@@ -38,29 +49,41 @@ without waiting on Redis each time; the in-process single flight still merges co
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 import psycopg
-from redis.exceptions import RedisError
 
+from core_api.flights._search_cache import (
+    DEGRADED_TTL_SECONDS,
+    REDIS_BUDGET_SECONDS,
+    REDIS_COOLDOWN_SECONDS,
+    AffectedSearches,
+    CachedSearch,
+    Generation,
+    SearchCache,
+    SearchDay,
+    changing_flights,
+    forget_searches,
+    invalidate_flight,
+    invalidate_route_day,
+    search_days,
+)
 from core_api.flights.providers import ProviderUnavailable, SearchProvider
 from core_api.flights.providers.amadeus import AmadeusProvider
 from core_api.flights.providers.local import SOURCE as LOCAL
 from core_api.flights.providers.local import LocalProvider, refresh_local_offers
 from core_api.flights.providers.sabre import SabreProvider
 from core_api.flights.schemas import Money, Offer, SearchMeta, SearchQuery, SearchResponse, SourceStatus
-from core_api.storage.db import load_queries, struct_row
+from core_api.storage.db import load_queries
 from core_api.web.errors import FieldError, ValidationFailed
-from core_api.web.ratelimit import OccasionalWarning
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -74,10 +97,15 @@ __all__ = [
     "MAX_SEATED",
     "REDIS_BUDGET_SECONDS",
     "REDIS_COOLDOWN_SECONDS",
+    "AffectedSearches",
+    "SearchDay",
     "SearchService",
+    "changing_flights",
+    "forget_searches",
     "invalidate_flight",
     "invalidate_route_day",
     "merge_offers",
+    "search_days",
 ]
 
 logger = logging.getLogger(__name__)
@@ -88,17 +116,9 @@ MAX_DAYS_AHEAD = 361
 """Furthest departure date searched, in days after today (airlines open sales about a year ahead)."""
 MAX_SEATED = 9
 """Adults and children together: the seats one booking may take."""
-DEGRADED_TTL_SECONDS = 30
-"""Cache lifetime of an answer in which a provider failed or timed out."""
-REDIS_BUDGET_SECONDS = 0.25
-"""Longest a search waits on one Redis call (a healthy Redis answers in well under a millisecond)."""
-REDIS_COOLDOWN_SECONDS = 3.0
-"""How long the search leaves Redis alone after a failed call."""
 _LOCK_MARGIN_SECONDS = 2.0
-_POLL_FIRST_SECONDS, _POLL_MAX_SECONDS = 0.005, 0.05
-_PREFIX = "flightdesk:search:v1"
+_encode_key = msgspec.msgpack.Encoder().encode
 
-T = TypeVar("T")
 ProviderState = Literal["ok", "error", "timeout", "unavailable"]
 
 
@@ -165,135 +185,6 @@ def merge_offers(offers: Iterable[Offer], query: SearchQuery) -> list[Offer]:
     return sorted(best.values(), key=_SORT_KEYS[query.sort])
 
 
-# -- the cache -------------------------------------------------------------------------------------------------------
-
-
-class _CachedSearch(msgspec.Struct, frozen=True, kw_only=True):
-    offers: list[Offer]
-    sources: list[SourceStatus]
-
-
-_encode_entry = msgspec.json.Encoder().encode
-_decode_entry = msgspec.json.Decoder(_CachedSearch).decode
-_encode_key = msgspec.msgpack.Encoder().encode
-
-# Delete the lock only while it is still ours (it may have expired and been taken by another process).
-_UNLOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-    return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-
-
-class _RedisUnavailable(Exception):
-    """Redis failed or is being left alone after a failure; the search goes on uncached."""
-
-
-def _route_day_key(origin: str, destination: str, day: date) -> str:
-    return f"{_PREFIX}:day:{origin}:{destination}:{day.isoformat()}"
-
-
-class _SearchCache:
-    """The search's Redis: entries, the cross-process lock, and the index of entries by route and day."""
-
-    def __init__(self, redis: aioredis.Redis, *, ttl_seconds: int, lock_seconds: float, budget_seconds: float):
-        self.redis = redis
-        self.ttl_seconds = ttl_seconds
-        self.lock_seconds = lock_seconds
-        self.budget_seconds = budget_seconds
-        self._down = False
-        self._retry_at = 0.0
-        self._unlock = redis.register_script(_UNLOCK)
-        self._outage = OccasionalWarning(logger, interval_seconds=10.0)
-
-    async def _call(self, command: Callable[[], Awaitable[T]]) -> T:
-        if self._down:
-            now = time.monotonic()
-            if now < self._retry_at:
-                raise _RedisUnavailable
-            self._retry_at = now + REDIS_COOLDOWN_SECONDS  # this call probes; the others keep going without Redis
-        try:
-            async with asyncio.timeout(self.budget_seconds):
-                result = await command()
-        except (RedisError, OSError) as exc:  # TimeoutError is an OSError
-            self._down, self._retry_at = True, time.monotonic() + REDIS_COOLDOWN_SECONDS
-            self._outage.warn("search served uncached, Redis unavailable: %s: %s", type(exc).__name__, exc)
-            raise _RedisUnavailable from exc
-        self._down = False
-        return result
-
-    @staticmethod
-    def _decode(raw: bytes | None) -> _CachedSearch | None:
-        if raw is None:
-            return None
-        try:
-            return _decode_entry(raw)
-        except msgspec.DecodeError:  # written by another version: recompute
-            logger.warning("unreadable search cache entry ignored")
-            return None
-
-    async def get(self, digest: str) -> _CachedSearch | None:
-        try:
-            return self._decode(await self._call(lambda: self.redis.get(f"{_PREFIX}:offers:{digest}")))
-        except _RedisUnavailable:
-            return None
-
-    async def lock(self, digest: str, token: str) -> bool | None:
-        """True: ours; False: another computation holds it; None: Redis unavailable."""
-        lock_ms = int(self.lock_seconds * 1000)
-        try:
-            taken = await self._call(lambda: self.redis.set(f"{_PREFIX}:lock:{digest}", token, nx=True, px=lock_ms))
-        except _RedisUnavailable:
-            return None
-        return bool(taken)
-
-    async def unlock(self, digest: str, token: str) -> None:
-        with contextlib.suppress(_RedisUnavailable):  # the lock expires by itself
-            await self._call(lambda: self._unlock(keys=[f"{_PREFIX}:lock:{digest}"], args=[token]))
-
-    async def wait(self, digest: str, deadline: float) -> _CachedSearch | None:
-        """Poll until the entry appears (returned), or the lock is gone, the deadline passes or Redis fails (None)."""
-        loop = asyncio.get_running_loop()
-        delay = _POLL_FIRST_SECONDS
-
-        async def entry_and_lock() -> list[Any]:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.get(f"{_PREFIX}:offers:{digest}")
-                pipe.exists(f"{_PREFIX}:lock:{digest}")
-                return await pipe.execute()
-
-        while loop.time() < deadline:
-            await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
-            delay = min(delay * 2, _POLL_MAX_SECONDS)
-            try:
-                raw, locked = await self._call(entry_and_lock)
-            except _RedisUnavailable:
-                return None
-            if raw is not None:
-                return self._decode(raw)
-            if not locked:
-                return None
-        return None
-
-    async def put(self, digest: str, query: SearchQuery, response: SearchResponse) -> None:
-        degraded = any(source.status in ("error", "timeout") for source in response.meta.sources)
-        ttl = min(self.ttl_seconds, DEGRADED_TTL_SECONDS) if degraded else self.ttl_seconds
-        entry = _encode_entry(_CachedSearch(offers=response.offers, sources=response.meta.sources))
-        key, day_key = f"{_PREFIX}:offers:{digest}", _route_day_key(query.origin, query.destination, query.date)
-
-        async def store() -> None:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.set(key, entry, ex=ttl)
-                # The index lives as long as its newest entry; invalidate_route_day() reads it.
-                pipe.sadd(day_key, key)
-                pipe.expire(day_key, self.ttl_seconds)
-                await pipe.execute()
-
-        with contextlib.suppress(_RedisUnavailable):
-            await self._call(store)
-
-
 # -- the service -----------------------------------------------------------------------------------------------------
 
 
@@ -337,14 +228,14 @@ class SearchService:
         self.pool = pool
         self.providers = list(providers)
         budget = max((provider.timeout_seconds for provider in self.providers), default=0.0)
-        self.cache = _SearchCache(
+        self.cache = SearchCache(
             redis,
             ttl_seconds=cache_ttl_seconds,
             lock_seconds=budget + _LOCK_MARGIN_SECONDS,
             budget_seconds=redis_budget_seconds,
         )
         self._airports = _AirportCodes()
-        self._in_flight: dict[str, asyncio.Future[SearchResponse]] = {}
+        self._in_flight: dict[tuple[str, Generation | None], asyncio.Future[SearchResponse]] = {}
         self._key_prefix = _encode_key(sorted(provider.name for provider in self.providers))
 
     @classmethod
@@ -382,35 +273,39 @@ class SearchService:
             errors = [FieldError(field, "unknown airport") for field in fields]
             raise ValidationFailed.of(errors)
         digest = hashlib.sha256(self._key_prefix + _encode_key(query)).hexdigest()[:40]
-        entry = await self.cache.get(digest)
+        entry, generation = await self.cache.lookup(digest, query)
         if entry is not None:
             return await self._from_cache(entry, query)
-        shared = self._in_flight.get(digest)
+        # Searches asked after an invalidation do not join a computation begun before it (it may list the old state).
+        flight = (digest, generation)
+        shared = self._in_flight.get(flight)
         if shared is None:
-            shared = asyncio.ensure_future(self._compute_once(digest, query))
-            self._in_flight[digest] = shared
-            shared.add_done_callback(functools.partial(self._landed, digest))
+            shared = asyncio.ensure_future(self._compute_once(digest, generation, query))
+            self._in_flight[flight] = shared
+            shared.add_done_callback(functools.partial(self._landed, flight))
         # Shielded: a caller that goes away does not cancel the computation the others wait for.
         return await asyncio.shield(shared)
 
-    def _landed(self, digest: str, future: asyncio.Future[SearchResponse]) -> None:
-        if self._in_flight.get(digest) is future:
-            del self._in_flight[digest]
+    def _landed(self, flight: tuple[str, Generation | None], future: asyncio.Future[SearchResponse]) -> None:
+        if self._in_flight.get(flight) is future:
+            del self._in_flight[flight]
         if not future.cancelled():
             future.exception()  # retrieved here, so that a failure nobody awaited any more is not reported as lost
 
-    async def _compute_once(self, digest: str, query: SearchQuery) -> SearchResponse:
+    async def _compute_once(self, digest: str, generation: Generation | None, query: SearchQuery) -> SearchResponse:
+        if generation is None:  # Redis unavailable: nothing to share the work with, nowhere to keep the answer
+            return await self._compute(query)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.cache.lock_seconds
         token = secrets.token_hex(16)
-        locked = await self.cache.lock(digest, token)
+        locked = await self.cache.lock(digest, generation, token)
         while locked is False:
             # Another process is computing this search: take its answer rather than repeat the work.
-            entry = await self.cache.wait(digest, deadline)
+            entry = await self.cache.wait(digest, generation, deadline)
             if entry is not None:
                 return await self._from_cache(entry, query)
             # Its lock went away without an answer, or it takes too long, or Redis failed: compute here.
-            locked = await self.cache.lock(digest, token) if loop.time() < deadline else None
+            locked = await self.cache.lock(digest, generation, token) if loop.time() < deadline else None
         try:
             if locked:
                 # The answer may have been stored between our miss and our lock.
@@ -418,11 +313,11 @@ class SearchService:
                 if entry is not None:
                     return await self._from_cache(entry, query)
             response = await self._compute(query)
-            await self.cache.put(digest, query, response)
+            await self.cache.put(digest, query, response, generation)
             return response
         finally:
             if locked:
-                await self.cache.unlock(digest, token)
+                await self.cache.unlock(digest, generation, token)
 
     async def _compute(self, query: SearchQuery) -> SearchResponse:
         outcomes = await asyncio.gather(*(self._ask(provider, query) for provider in self.providers))
@@ -448,7 +343,7 @@ class SearchService:
         elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
         return SourceStatus(name=provider.name, status=state, count=len(offers), ms=elapsed_ms), offers
 
-    async def _from_cache(self, entry: _CachedSearch, query: SearchQuery) -> SearchResponse:
+    async def _from_cache(self, entry: CachedSearch, query: SearchQuery) -> SearchResponse:
         sources = entry.sources
         try:
             offers = await refresh_local_offers(self.pool, entry.offers, query.seats_needed)
@@ -461,44 +356,3 @@ class SearchService:
                 for source in sources
             ]
         return SearchResponse(offers=offers, meta=SearchMeta(sources=sources, cached=True))
-
-
-# -- invalidation ------------------------------------------------------------------------------------------------
-
-
-class _SearchDay(msgspec.Struct, frozen=True):
-    origin: str
-    destination: str
-    day: date
-
-
-async def invalidate_route_day(redis: aioredis.Redis, origin: str, destination: str, day: date) -> int:
-    """Drop every cached search of ``origin`` → ``destination`` on ``day`` (local date at the origin); returns the
-    number of keys removed. Best effort: a Redis failure is logged and 0 returned (the re-check on cache hits still
-    keeps seats right).
-    """
-    day_key = _route_day_key(origin, destination, day)
-    try:
-        async with asyncio.timeout(REDIS_BUDGET_SECONDS * 2):
-            keys: set[bytes] = await redis.smembers(day_key)  # type: ignore[misc]  # redis-py's sync|async union
-            if not keys:
-                return 0
-            return max(0, int(await redis.delete(*keys, day_key)) - 1)
-    except (RedisError, OSError) as exc:
-        logger.warning("cached searches of %s-%s on %s kept: %s: %s", origin, destination, day, type(exc).__name__, exc)
-        return 0
-
-
-async def invalidate_flight(redis: aioredis.Redis, pool: DbPool, flight_id: int) -> int:
-    """Drop the cached searches that can list ``flight_id`` (its route on its local departure day).
-
-    Call it after the transaction that changed the flight or its fares commits (not inside it: a search between
-    the invalidation and the commit would cache the old state again). For a flight moved to another day, also call
-    :func:`invalidate_route_day` for the old day.
-    """
-    async with pool.connection() as conn, conn.cursor(row_factory=struct_row(_SearchDay)) as cursor:
-        await cursor.execute(QUERIES["flight_search_day"], {"id": flight_id})
-        found = await cursor.fetchone()
-    if found is None:
-        return 0
-    return await invalidate_route_day(redis, found.origin, found.destination, found.day)

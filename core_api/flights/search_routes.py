@@ -231,8 +231,9 @@ async def search_flights(
     integrated) — each within its own time budget; `meta.sources` tells how each did (`ok`, `error`, `timeout`,
     `unavailable`) and a failed source never fails the search. The same flight and fare from two sources is listed
     once. `price` is for the whole party: a full fare per adult and child, 10 % of it per infant. Answers are cached
-    for a few minutes (`meta.cached`), but the seats of our own flights are always current. Codes are
-    case-insensitive.
+    for a few minutes (`meta.cached`), but the seats of our own flights are always current, and a flight created or
+    changed since is never hidden by the cache. Times are UTC (`...Z`); each segment carries its airports' IANA
+    zones (`origin_tz`, `destination_tz`). Codes are case-insensitive.
     """
     query = parse_search_query(
         origin=origin,

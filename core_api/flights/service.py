@@ -1,5 +1,5 @@
-"""Flight resources: reading a flight and its seat map, the airline list and the airport lookup; creating and
-operating flights live in ``_creation`` and ``_operations`` and are exported from here.
+"""Flight resources: reading a flight and its seat map, the airline and aircraft lists and the airport lookup;
+creating and operating flights live in ``_creation`` and ``_operations`` and are exported from here.
 """
 
 from __future__ import annotations
@@ -9,7 +9,19 @@ from typing import TYPE_CHECKING
 from core_api.flights._creation import create_flight
 from core_api.flights._operations import TRANSITIONS, update_flight
 from core_api.flights._store import QUERIES, fetch_detail, fetch_seat_map
-from core_api.flights.schemas import Airline, AirlinePage, Airport, AirportMatches, FlightDetail, SeatMap
+from core_api.flights.schemas import (
+    AircraftCabin,
+    AircraftPage,
+    AircraftType,
+    Airline,
+    AirlinePage,
+    Airport,
+    AirportMatches,
+    Cabin,
+    FlightDetail,
+    SeatMap,
+)
+from core_api.seed.aircraft import AIRCRAFT, Aircraft
 from core_api.web.errors import ValidationFailed
 
 if TYPE_CHECKING:
@@ -20,6 +32,7 @@ __all__ = [
     "create_flight",
     "get_flight",
     "get_seat_map",
+    "list_aircraft",
     "list_airlines",
     "search_airports",
     "update_flight",
@@ -55,13 +68,40 @@ async def list_airlines(pool: DbPool, *, page: int, page_size: int) -> AirlinePa
     return AirlinePage(items=items, total=total, page=page, page_size=page_size)
 
 
+def _aircraft_type(aircraft: Aircraft) -> AircraftType:
+    cabins = []
+    for layout in aircraft.cabins:  # front to back
+        rows = [seat.row_no for seat in aircraft.seats if seat.cabin == layout.cabin]
+        cabins.append(
+            AircraftCabin(
+                cabin=Cabin(layout.cabin.value),
+                seats=aircraft.seats_per_cabin[layout.cabin],
+                first_row=min(rows),
+                last_row=max(rows),
+            )
+        )
+    return AircraftType(type=aircraft.name, wide_body=aircraft.wide_body, seats=len(aircraft.seats), cabins=cabins)
+
+
+def list_aircraft(*, page: int, page_size: int) -> AircraftPage:
+    """The aircraft types flights can be created with, by type, a page at a time (a catalogue kept in code, with
+    the seat maps it generates: no database read).
+    """
+    names = sorted(AIRCRAFT)
+    chosen = names[(page - 1) * page_size : page * page_size]
+    items = [_aircraft_type(AIRCRAFT[name]) for name in chosen]
+    return AircraftPage(items=items, total=len(names), page=page, page_size=page_size)
+
+
 def _like_prefix(text: str) -> str:
     """A LIKE pattern matching what starts with ``text`` taken literally."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 async def search_airports(pool: DbPool, query: str, *, limit: int) -> AirportMatches:
-    """Airports whose code, city, name or a word of the name starts with ``query`` (any case), best first."""
+    """Airports whose code, city, name or a word of the name starts with ``query`` (any case, with or without
+    accents), best first.
+    """
     query = " ".join(query.split())
     if not query:
         raise ValidationFailed.for_field("q", "must contain something other than spaces")
@@ -69,7 +109,7 @@ async def search_airports(pool: DbPool, query: str, *, limit: int) -> AirportMat
         "q": query,
         "code": query.upper(),
         "code_pattern": _like_prefix(query.upper()),
-        "pattern": _like_prefix(query.lower()),
+        "pattern": _like_prefix(query),  # folded (accents, case) by the query, as the indexed side is
         "words": len(query) >= _MIN_WORD_QUERY,
         "limit": limit,
     }

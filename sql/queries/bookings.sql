@@ -204,11 +204,14 @@ SELECT b.id, b.pnr, b.status, b.hold_expires_at,
        coalesce(p.seats, '[]'::json) AS seats,
        json_build_object('id', f.id, 'airline', f.airline_code, 'flight_number', f.flight_number,
                          'origin', f.origin, 'destination', f.destination, 'departure_at', f.departure_at,
-                         'arrival_at', f.arrival_at, 'status', f.status) AS flight,
+                         'arrival_at', f.arrival_at, 'origin_tz', o.tz, 'destination_tz', d.tz,
+                         'status', f.status) AS flight,
        b.customer_id, b.agent_id, b.contact_email, b.contact_phone, b.created_at, b.updated_at,
        b.confirmed_at, b.cancelled_at, b.expired_at
 FROM bookings AS b
 JOIN flights AS f ON f.id = b.flight_id
+JOIN airports AS o ON o.code = f.origin
+JOIN airports AS d ON d.code = f.destination
 LEFT JOIN LATERAL (
     SELECT json_agg(json_build_object('id', x.id, 'first_name', x.first_name, 'last_name', x.last_name,
                                       'date_of_birth', x.date_of_birth, 'type', x.type, 'seat_no', x.seat_no,
@@ -221,11 +224,13 @@ LEFT JOIN LATERAL (
 WHERE b.id = ANY(%(ids)s::uuid[])
 
 -- booking_by_pnr --
--- The booking with this PNR if one of its passengers has this last name (any case): manage-my-booking.
+-- The booking with this PNR if one of its passengers has this last name, in any case and with or without accents
+-- ("muller" is Müller: search_fold): manage-my-booking.
 SELECT b.id
 FROM bookings AS b
 WHERE b.pnr = %(pnr)s::text
-  AND EXISTS (SELECT 1 FROM passengers AS p WHERE p.booking_id = b.id AND lower(p.last_name) = lower(%(last_name)s::text))
+  AND EXISTS (SELECT 1 FROM passengers AS p
+              WHERE p.booking_id = b.id AND search_fold(p.last_name) = search_fold(%(last_name)s::text))
 
 -- visible_booking --
 -- Whether the caller may see a booking: own (customer), made by them (travel agent), on their airline's flights

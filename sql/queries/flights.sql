@@ -9,6 +9,8 @@ SELECT f.id,
        f.departure_at,
        f.arrival_at,
        (extract(epoch FROM f.arrival_at - f.departure_at) / 60)::int AS duration_minutes,
+       o.tz AS origin_tz,
+       d.tz AS destination_tz,
        f.status,
        f.aircraft,
        json_build_object('code', o.code, 'name', o.name, 'city', o.city, 'country', o.country, 'tz', o.tz,
@@ -63,7 +65,8 @@ SET status = %(status)s::text, departure_at = %(departure_at)s::timestamptz, arr
 WHERE id = %(id)s::bigint
 
 -- notify_affected_bookings --
--- One flight.changed outbox event per live booking (awaiting payment or confirmed) of a flight.
+-- One flight.changed outbox event per live booking (awaiting payment or confirmed) of a flight. The times arrive as
+-- the wire writes them (RFC 3339 UTC with Z, from the service's encoder), with the airports' zones beside them.
 INSERT INTO outbox_events (event_type, aggregate_type, aggregate_id, payload)
 SELECT 'flight.changed', 'booking', b.id::text,
        jsonb_build_object(
@@ -71,14 +74,21 @@ SELECT 'flight.changed', 'booking', b.id::text,
            'booking_id', b.id,
            'pnr', b.pnr,
            'flight_number', %(flight_number)s::text,
+           'origin', f.origin,
+           'destination', f.destination,
+           'origin_tz', o.tz,
+           'destination_tz', d.tz,
            'change', %(change)s::text,
            'status', %(status)s::text,
-           'old_departure_at', %(old_departure_at)s::timestamptz,
-           'new_departure_at', %(new_departure_at)s::timestamptz,
-           'old_arrival_at', %(old_arrival_at)s::timestamptz,
-           'new_arrival_at', %(new_arrival_at)s::timestamptz
+           'old_departure_at', %(old_departure_at)s::text,
+           'new_departure_at', %(new_departure_at)s::text,
+           'old_arrival_at', %(old_arrival_at)s::text,
+           'new_arrival_at', %(new_arrival_at)s::text
        )
 FROM bookings AS b
+JOIN flights AS f ON f.id = b.flight_id
+JOIN airports AS o ON o.code = f.origin
+JOIN airports AS d ON d.code = f.destination
 WHERE b.flight_id = %(flight_id)s::bigint AND b.status IN ('PENDING_PAYMENT', 'CONFIRMED')
 ORDER BY b.created_at, b.id
 
@@ -96,8 +106,10 @@ SELECT count(*) AS total FROM airlines
 -- search_airports --
 -- Airports matching a lookup, best first: exact code, code prefix, city prefix, name prefix, then a word of the name
 -- or city starting with it. Each branch is one index scan (the patterns are escaped prefixes ending in %) carrying
--- the whole row, so ranking needs no join back. The word branch, the only one that can match thousands ("air"),
--- runs only when the prefix branches leave the top `limit` unfilled, and keeps only its own top `limit`.
+-- the whole row, so ranking needs no join back. Cities, names and words compare folded (search_fold: no accents,
+-- lower case; "zurich" finds Zürich and "zürich" Zurich), the pattern folded alike. The word branch, the only one
+-- that can match thousands ("air"), runs only when the prefix branches leave the top `limit` unfilled, and keeps
+-- only its own top `limit`.
 WITH prefixed AS (
     SELECT 0 AS rank, code, name, city, country, tz, latitude, longitude
     FROM airports WHERE code = %(code)s::text
@@ -106,10 +118,10 @@ WITH prefixed AS (
     FROM airports WHERE code LIKE %(code_pattern)s::text
     UNION ALL
     SELECT 2, code, name, city, country, tz, latitude, longitude
-    FROM airports WHERE lower(city) LIKE %(pattern)s::text
+    FROM airports WHERE search_fold(city) LIKE search_fold(%(pattern)s::text)
     UNION ALL
     SELECT 3, code, name, city, country, tz, latitude, longitude
-    FROM airports WHERE lower(name) LIKE %(pattern)s::text
+    FROM airports WHERE search_fold(name) LIKE search_fold(%(pattern)s::text)
 ), worded AS (
     SELECT 4 AS rank, code, name, city, country, tz, latitude, longitude
     FROM airports
@@ -157,8 +169,10 @@ FROM unnest(%(cabins)s::text[], %(fare_classes)s::text[], %(price_amounts)s::big
      AS fare (cabin, fare_class, price_amount, currency, seats, refundable)
 
 -- insert_seats --
--- A new flight's seat map from its aircraft layout in one statement; features come comma-joined ('' for none).
-INSERT INTO seats (flight_id, seat_no, cabin, row_no, features)
-SELECT %(flight_id)s::bigint, seat.seat_no, seat.cabin, seat.row_no, string_to_array(seat.features, ',')
-FROM unnest(%(seat_nos)s::text[], %(cabins)s::text[], %(row_nos)s::smallint[], %(features)s::text[])
-     AS seat (seat_no, cabin, row_no, features)
+-- A new flight's seat map from its aircraft layout in one statement: AVAILABLE where a fare sells the seat, BLOCKED
+-- where none does; features come comma-joined ('' for none).
+INSERT INTO seats (flight_id, seat_no, cabin, row_no, features, status)
+SELECT %(flight_id)s::bigint, seat.seat_no, seat.cabin, seat.row_no, string_to_array(seat.features, ','), seat.status
+FROM unnest(%(seat_nos)s::text[], %(cabins)s::text[], %(row_nos)s::smallint[], %(features)s::text[],
+            %(statuses)s::text[])
+     AS seat (seat_no, cabin, row_no, features, status)

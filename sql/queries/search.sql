@@ -2,8 +2,7 @@
 -- Bookable fare buckets of one route on one local date at the origin, with enough seats for the party.
 -- The day's bounds are the origin's local midnights, computed once (init plans), so that origin, destination and
 -- the whole departure range are index conditions on flights_route_departure_idx; each flight's buckets come from
--- flight_prices_one_bucket. The UTC offsets at both ends come from the database too, so the times shown and the
--- day searched agree on every time-zone rule.
+-- flight_prices_one_bucket. Times come back in UTC with both airports' zones beside them.
 SELECT f.id AS flight_id,
        f.flight_number,
        f.airline_code AS airline,
@@ -11,10 +10,8 @@ SELECT f.id AS flight_id,
        f.destination,
        f.departure_at,
        f.arrival_at,
-       extract(epoch FROM (f.departure_at AT TIME ZONE o.tz) - (f.departure_at AT TIME ZONE 'UTC'))::integer
-           AS departure_utc_offset,
-       extract(epoch FROM (f.arrival_at AT TIME ZONE d.tz) - (f.arrival_at AT TIME ZONE 'UTC'))::integer
-           AS arrival_utc_offset,
+       o.tz AS origin_tz,
+       d.tz AS destination_tz,
        p.cabin,
        p.fare_class,
        p.price_amount AS fare_amount,
@@ -49,9 +46,9 @@ WHERE f.id = ANY(%(flight_ids)s::bigint[])
 -- Every known airport code (the search validates origin and destination against them).
 SELECT code FROM airports
 
--- flight_search_day --
--- The route of a flight and its departure date, local at the origin: the search day it is found under.
-SELECT f.origin, f.destination, (f.departure_at AT TIME ZONE o.tz)::date AS day
+-- flight_search_days --
+-- The route of each flight and its departure date, local at the origin: the search day it is found under.
+SELECT DISTINCT f.origin, f.destination, (f.departure_at AT TIME ZONE o.tz)::date AS day
 FROM flights AS f
 JOIN airports AS o ON o.code = f.origin
-WHERE f.id = %(id)s::bigint
+WHERE f.id = ANY(%(ids)s::bigint[])

@@ -174,3 +174,31 @@ async def test_manage_my_booking_needs_the_pnr_and_a_passengers_last_name(
     assert no_name.json()["errors"][0]["field"] == "last_name"
     assert bad_pnr.status_code == 422
     assert bad_pnr.json()["errors"][0]["field"] == "pnr"
+
+
+@pytest.mark.parametrize(
+    ("stored", "asked"),
+    [
+        ("Müller", "muller"),
+        ("Müller", "MULLER"),
+        ("Müller", "Müller"),
+        ("Müller", "MÜLLER"),
+        ("Muller", "Müller"),
+        ("Ødegaard", "odegaard"),
+        ("Ødegaard", "ØDEGAARD"),
+        ("Odegaard", "Ødegaard"),
+        ("Straße", "strasse"),
+        ("Nguyễn", "nguyen"),
+    ],
+)
+async def test_manage_my_booking_ignores_accents_and_case_in_the_last_name(
+    client: httpx.AsyncClient, customer: Account, flight: SmallFlight, stored: str, asked: str
+) -> None:
+    booking = await _book(client, customer, flight, passengers=[adult("Ann", stored)])
+
+    found = await client.get(f"{BOOKINGS}/pnr/{booking['pnr']}", params={"last_name": asked})
+    other = await client.get(f"{BOOKINGS}/pnr/{booking['pnr']}", params={"last_name": asked + "x"})
+
+    assert found.status_code == 200, found.text
+    assert found.json()["id"] == booking["id"]
+    assert other.status_code == 404

@@ -117,3 +117,28 @@ async def test_bad_query_is_422_naming_the_parameter(
     body = response.json()
     assert body["code"] == "VALIDATION_ERROR"
     assert [error["field"] for error in body["errors"]] == [field]
+
+
+@pytest.mark.parametrize(
+    ("q", "code"),
+    [
+        # Stored without accents (airportsdata spells it "Zurich"), asked with them and without.
+        ("zürich", "ZRH"),
+        ("Zürich", "ZRH"),
+        ("ZÜRICH", "ZRH"),
+        ("zu\u0308rich", "ZRH"),
+        ("zurich", "ZRH"),
+        # Stored with them, asked without them and with.
+        ("egilsstadir", "EGS"),
+        ("EGILSSTAÐIR", "EGS"),
+        ("Egilsstaðir", "EGS"),
+        ("isafjordur", "IFJ"),
+        ("ísafjörður", "IFJ"),
+        ("hofn", "HFN"),
+        # Word prefixes too.
+        ("zürich air", "ZRH"),
+        ("egilsstadir airp", "EGS"),
+    ],
+)
+async def test_accents_and_case_do_not_matter(client: httpx.AsyncClient, q: str, code: str) -> None:
+    assert code in [airport["code"] for airport in await lookup(client, q, limit=50)]

@@ -83,13 +83,16 @@ async def test_an_offer_is_mapped_to_ours(standin: AmadeusStandIn, provider: Ama
     assert offer.price == Money(amount=123456, currency="USD")
     first, second = offer.segments
     assert (first.flight_number, first.airline, first.origin, first.destination) == ("BA178", "BA", "JFK", "LHR")
+    # Local times at each airport become UTC, with the airport's zone beside them.
     assert first.departure_at == datetime(2026, 1, 15, 23, 30, tzinfo=UTC)
-    assert first.departure_at.utcoffset() == timedelta(hours=-5)
+    assert first.departure_at.utcoffset() == timedelta(0)
+    assert (first.origin_tz, first.destination_tz) == ("America/New_York", "Europe/London")
     assert first.arrival_at == datetime(2026, 1, 16, 6, 40, tzinfo=UTC)
     assert first.duration_minutes == 7 * 60 + 10
     assert (second.flight_number, second.airline) == ("JL44", "JL")
     assert second.arrival_at == datetime(2026, 1, 16, 22, 15, tzinfo=UTC)
-    assert second.arrival_at.utcoffset() == timedelta(hours=9)
+    assert second.arrival_at.utcoffset() == timedelta(0)
+    assert (second.origin_tz, second.destination_tz) == ("Europe/London", "Asia/Tokyo")
     assert second.duration_minutes == 12 * 60 + 45
 
 

@@ -147,7 +147,7 @@ async def test_a_slow_provider_times_out_and_the_search_answers_within_its_budge
     slow = next(source for source in body["meta"]["sources"] if source["name"] == "sleepy")
     assert 300 <= slow["ms"] < 1000
     # A degraded answer is cached only briefly, so the supplier's results come back soon.
-    keys = [key async for key in app.state.redis.scan_iter("flightdesk:search:v1:offers:*")]
+    keys = [key async for key in app.state.redis.scan_iter("flightdesk:search:v2:offers:*")]
     assert len(keys) == 1
     assert 0 < await app.state.redis.ttl(keys[0]) <= DEGRADED_TTL_SECONDS
 
@@ -216,6 +216,8 @@ def _offer(offer_id: str, amount: int, currency: str, departs: int, minutes: int
         departure_at=departure,
         arrival_at=departure + timedelta(minutes=minutes),
         duration_minutes=minutes,
+        origin_tz="America/New_York",
+        destination_tz="Europe/London",
     )
     return Offer(
         offer_id=offer_id,
@@ -278,7 +280,7 @@ async def test_a_repeated_search_is_served_from_the_cache(client: httpx.AsyncCli
     assert party["meta"]["cached"] is False
     assert [o["price"]["amount"] for o in party["offers"]] == [2 * o["price"]["amount"] for o in first["offers"]]
     assert counting.calls == 2
-    assert [key async for key in app.state.redis.scan_iter("flightdesk:search:v1:lock:*")] == []
+    assert [key async for key in app.state.redis.scan_iter("flightdesk:search:v2:lock:*")] == []
 
 
 async def test_a_bucket_sold_out_after_caching_is_not_offered_from_the_cache(

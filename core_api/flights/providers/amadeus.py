@@ -25,7 +25,7 @@ import re
 import threading
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -330,6 +330,8 @@ def _segment(raw: dict[str, Any]) -> Segment:
         departure_at=departure_at,
         arrival_at=arrival_at,
         duration_minutes=minutes,
+        origin_tz=_airport_zone(origin).key,
+        destination_tz=_airport_zone(destination).key,
     )
 
 
@@ -341,17 +343,16 @@ def _text(mapping: dict[str, Any], key: str) -> str:
 
 
 def _aware(local: str, airport: str) -> datetime:
-    """Amadeus' ``2026-01-15T18:30:00`` is wall-clock time at the airport: ``2026-01-15T18:30:00-05:00`` at JFK.
+    """Amadeus' ``2026-01-15T18:30:00`` is wall-clock time at the airport: ``2026-01-15T23:30:00Z`` at JFK (EST).
 
-    The result carries a fixed UTC offset rather than the ``ZoneInfo``: Python subtracts and compares two datetimes
-    sharing one tzinfo object as wall-clock times, which is wrong across a DST change within one zone.
+    Returned in UTC, as every time on our wire is (the segment carries the airport's zone beside it); UTC also
+    keeps Python from subtracting two datetimes sharing one ZoneInfo as wall-clock times, which is wrong across a
+    DST change within one zone.
     """
     moment = datetime.fromisoformat(local)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=_airport_zone(airport))
-    offset = moment.utcoffset()
-    assert offset is not None
-    return moment.replace(tzinfo=timezone(offset))
+    return moment.astimezone(UTC)
 
 
 def _iso_minutes(duration: str) -> int:

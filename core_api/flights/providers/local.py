@@ -13,7 +13,7 @@ since the search was cached is not offered again.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -44,10 +44,8 @@ class _FareRow(msgspec.Struct, frozen=True):
     destination: str
     departure_at: datetime
     arrival_at: datetime
-    departure_utc_offset: int
-    """Seconds east of UTC at the origin when the flight leaves."""
-    arrival_utc_offset: int
-    """Seconds east of UTC at the destination when the flight lands."""
+    origin_tz: str
+    destination_tz: str
     cabin: Cabin
     fare_class: str
     fare_amount: int
@@ -77,20 +75,17 @@ def offer_id(flight_id: int, cabin: Cabin | str, fare_class: str) -> str:
     return f"{SOURCE}:{flight_id}:{cabin}:{fare_class}"
 
 
-def _at_offset(moment: datetime, seconds_east: int) -> datetime:
-    # A fixed offset rather than a ZoneInfo: the wire shows the wall-clock time and offset at that airport.
-    return moment.astimezone(timezone(timedelta(seconds=seconds_east)))
-
-
 def _offer(row: _FareRow, query: SearchQuery) -> Offer:
     segment = Segment(
         flight_number=row.flight_number,
         airline=row.airline,
         origin=row.origin,
         destination=row.destination,
-        departure_at=_at_offset(row.departure_at, row.departure_utc_offset),
-        arrival_at=_at_offset(row.arrival_at, row.arrival_utc_offset),
+        departure_at=row.departure_at.astimezone(UTC),
+        arrival_at=row.arrival_at.astimezone(UTC),
         duration_minutes=(row.arrival_at - row.departure_at) // timedelta(minutes=1),
+        origin_tz=row.origin_tz,
+        destination_tz=row.destination_tz,
     )
     amount = party_price(row.fare_amount, adults=query.adults, children=query.children, infants=query.infants)
     return Offer(
