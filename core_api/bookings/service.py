@@ -23,6 +23,7 @@ import msgspec
 import psycopg
 from psycopg.pq import TransactionStatus
 
+from core_api.audit.schemas import EventType
 from core_api.audit.service import record_in_pipeline
 from core_api.bookings import idempotency
 from core_api.bookings._changes import cancel_booking, release_lapsed_holds, update_booking
@@ -365,7 +366,7 @@ async def _take_seats_and_commit(
                     await idempotency.store(tx, key, 201, body)
                 entity = ("booking", draft.booking_id)
                 after = written.snapshot()
-                await record_in_pipeline(tx, "booking.created", actor, entity, after=after, metadata=metadata)
+                await record_in_pipeline(tx, EventType.BOOKING_CREATED, actor, entity, after=after, metadata=metadata)
                 await tx.execute("COMMIT")
                 await pipeline.sync()
             except psycopg.Error as exc:  # the first error: an oversold bucket, or the connection lost

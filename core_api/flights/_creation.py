@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from core_api.audit.schemas import EventType
 from core_api.audit.service import record
 from core_api.flights._store import QUERIES, ensure_may_operate, fetch_detail, fetch_seat_map, schedule_errors
 from core_api.flights.schemas import CreatedFlight, FareCreate, FlightCreate, FlightDetail
@@ -197,5 +198,5 @@ async def create_flight(pool: DbPool, actor: Actor, principal: Principal, data: 
         await tx.execute(QUERIES["insert_seats"], {"flight_id": flight_id, **_seat_columns(aircraft.name)})
         detail = await fetch_detail(tx, flight_id)
         seat_map = await fetch_seat_map(tx, flight_id)
-        await record(tx, "flight.created", actor, ("flight", flight_id), after=audit_snapshot(detail))
+        await record(tx, EventType.FLIGHT_CREATED, actor, ("flight", flight_id), after=audit_snapshot(detail))
     return CreatedFlight(**msgspec.structs.asdict(detail), seat_map=seat_map)
