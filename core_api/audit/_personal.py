@@ -21,7 +21,7 @@ from uuid import UUID
 
 import msgspec
 
-__all__ = ["ERASED", "REDACTED", "PersonalData", "inflate", "redact", "split_personal"]
+__all__ = ["ERASED", "REDACTED", "PersonalData", "inflate", "redact", "split_personal", "split_value"]
 
 REDACTED = "[REDACTED]"
 ERASED = "[ERASED]"
@@ -99,6 +99,12 @@ class _Splitter:
         if isinstance(value, list):
             return [self.walk(item) for item in value]
         return value
+
+
+def split_value(value: Any, salt: bytes) -> tuple[Any, dict[str, Any]]:
+    """``value`` (builtins) with its secrets redacted and personal values referenced, and those values by reference."""
+    splitter = _Splitter(salt)
+    return splitter.walk(value), splitter.values
 
 
 def _as_uuid(value: Any) -> UUID | None:
