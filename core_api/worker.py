@@ -2,7 +2,9 @@
 
 It publishes a heartbeat that ``/health/services`` reads, runs the outbox relay beside the jobs (started in
 :func:`on_startup`, stopped in :func:`on_shutdown`), runs ``dispatch_event``, the job the relay enqueues for each
-event, and the booking crons: releasing lapsed holds every few seconds and forgetting expired idempotency keys.
+event, and the booking crons: releasing lapsed holds every few seconds and forgetting expired idempotency keys. The
+audit sealer runs beside them as a background task (chaining committed audit rows within a second or so), and
+audit retention nightly.
 Later domains add their jobs and crons (notifications) to :class:`WorkerSettings`.
 """
 
@@ -15,6 +17,9 @@ from typing import Any, ClassVar
 from arq import cron
 from arq.connections import RedisSettings
 
+from core_api.audit._chain import cleanup
+from core_api.audit.sealer import Sealer
+from core_api.audit.service import SYSTEM
 from core_api.bookings.idempotency import delete_expired_keys
 from core_api.bookings.service import BookingService, release_lapsed_holds
 from core_api.outbox.dispatch import dispatch_event
@@ -27,6 +32,7 @@ __all__ = [
     "HEARTBEAT_KEY",
     "HEARTBEAT_STALE_SECONDS",
     "WorkerSettings",
+    "audit_retention",
     "expire_holds",
     "forget_idempotency_keys",
     "heartbeat",
@@ -56,6 +62,12 @@ async def forget_idempotency_keys(ctx: dict[str, Any]) -> int:
     return await delete_expired_keys(ctx["bookings"].pool)
 
 
+async def audit_retention(ctx: dict[str, Any]) -> int:
+    """Delete sealed audit rows past ``FLIGHTDESK_AUDIT_RETENTION_DAYS`` (the chain stays verifiable)."""
+    result = await cleanup(ctx["bookings"].pool, SYSTEM, get_settings().audit.retention_days)
+    return result.deleted
+
+
 async def on_startup(ctx: dict[str, Any]) -> None:
     """Open the worker's shared clients; ``ctx`` carries ``redis`` (arq's pool) and ``database_url`` (:func:`run`)."""
     await heartbeat(ctx)
@@ -66,10 +78,16 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     relay = OutboxRelay(ctx["database_url"], ctx["redis"])
     await relay.start()
     ctx["outbox_relay"] = relay
+    sealer = Sealer(pool, interval=settings.audit.seal_interval_seconds)
+    await sealer.start()
+    ctx["audit_sealer"] = sealer
     logger.info("worker started")
 
 
 async def on_shutdown(ctx: dict[str, Any]) -> None:
+    sealer: Sealer | None = ctx.pop("audit_sealer", None)
+    if sealer is not None:
+        await sealer.stop()
     relay: OutboxRelay | None = ctx.pop("outbox_relay", None)
     if relay is not None:
         await relay.stop()
@@ -96,6 +114,7 @@ class WorkerSettings:
         cron(heartbeat, second=set(range(0, 60, HEARTBEAT_INTERVAL_SECONDS)), run_at_startup=False, unique=False),
         cron(expire_holds, second=set(range(0, 60, HOLD_SWEEP_INTERVAL_SECONDS)), run_at_startup=True),
         cron(forget_idempotency_keys, minute=set(range(0, 60, 10)), second={30}),
+        cron(audit_retention, hour={3}, minute={17}, second={0}),
     ]
     on_startup = on_startup
     on_shutdown = on_shutdown

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "OLDEST_UNSEALED_SECONDS",
     "SEAL_BATCH_ROWS",
+    "SEAL_LAG_ALERT_SECONDS",
     "UNSEALED_ROWS",
     "Backlog",
     "Sealer",
@@ -41,12 +42,16 @@ __all__ = [
     "refresh_backlog_gauges",
     "seal_once",
     "seal_pending",
+    "update_backlog_gauges",
 ]
 
 logger = logging.getLogger(__name__)
 
 QUERIES = load_queries("audit")
 
+SEAL_LAG_ALERT_SECONDS = 30.0
+"""``/health/services`` reports the sealer down when a committed row waited longer than this (no sealer running,
+or a transaction of this database open that long)."""
 SEAL_BATCH_ROWS = 5000
 """Most rows one seal holds: a round stays short, and a backlog is worked off in batches back to back."""
 
@@ -120,9 +125,13 @@ async def refresh_backlog_gauges(pool: DbPool, budget_seconds: float = 1.0) -> B
             backlog = await read_backlog(conn)
     except Exception:  # noqa: BLE001 - a scrape must never fail because the database is slow
         return None
+    update_backlog_gauges(backlog)
+    return backlog
+
+
+def update_backlog_gauges(backlog: Backlog) -> None:
     UNSEALED_ROWS.set(backlog.unsealed)
     OLDEST_UNSEALED_SECONDS.set(backlog.oldest_age_seconds)
-    return backlog
 
 
 class Sealer:

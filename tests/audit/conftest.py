@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
+import httpx
+import pytest
 from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from core_api.users.schemas import Role
+from tests.support.accounts import Account, MakeAccount, new_account
 
 
 async def chain_order(conn: AsyncConnection[Any]) -> list[int]:
@@ -22,3 +29,37 @@ async def tamper(conn: AsyncConnection[Any], table: str, statement: str) -> None
     await conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER {trigger}")
     await conn.execute(statement)
     await conn.execute(f"ALTER TABLE {table} ENABLE TRIGGER {trigger}")
+
+
+AUDIT_ROUTES = [
+    ("GET", "/api/v1/audit/logs"),
+    ("GET", "/api/v1/audit/statistics"),
+    ("GET", "/api/v1/audit/user/{user}/timeline"),
+    ("GET", "/api/v1/audit/entity/user/{user}/history"),
+    ("GET", "/api/v1/audit/security/events"),
+    ("GET", "/api/v1/audit/verify"),
+    ("DELETE", "/api/v1/audit/logs/cleanup?older_than_days=90"),
+]
+
+
+@pytest.fixture
+async def airline(pool: AsyncConnectionPool) -> str:
+    async with pool.connection() as conn:
+        await conn.execute("INSERT INTO airlines (code, name, country) VALUES ('FD', 'Flightdesk Air', 'US')")
+    return "FD"
+
+
+@pytest.fixture
+def make_account(pool: AsyncConnectionPool, client: httpx.AsyncClient, airline: str) -> MakeAccount:
+    numbers = itertools.count(1)
+
+    async def make(role: Role = Role.CUSTOMER) -> Account:
+        code = airline if role is Role.AIRLINE_AGENT else None
+        return await new_account(pool, client, role, next(numbers), airline_code=code)
+
+    return make
+
+
+@pytest.fixture
+async def admin(make_account: MakeAccount) -> Account:
+    return await make_account(Role.ADMIN)
