@@ -10,6 +10,7 @@ Later domains add their jobs and crons (notifications) to :class:`WorkerSettings
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -78,8 +79,8 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     relay = OutboxRelay(ctx["database_url"], ctx["redis"])
     await relay.start()
     ctx["outbox_relay"] = relay
-    sealer = Sealer(pool, interval=settings.audit.seal_interval_seconds)
-    await sealer.start()
+    sealer = Sealer(ctx["database_url"], interval=settings.audit.seal_interval_seconds)
+    sealer.start()
     ctx["audit_sealer"] = sealer
     logger.info("worker started")
 
@@ -87,7 +88,7 @@ async def on_startup(ctx: dict[str, Any]) -> None:
 async def on_shutdown(ctx: dict[str, Any]) -> None:
     sealer: Sealer | None = ctx.pop("audit_sealer", None)
     if sealer is not None:
-        await sealer.stop()
+        await asyncio.to_thread(sealer.stop)
     relay: OutboxRelay | None = ctx.pop("outbox_relay", None)
     if relay is not None:
         await relay.stop()

@@ -115,7 +115,8 @@ async def run_closed_loop(
     seconds: float = 10.0,
     expect: int | None = None,
 ) -> LoadResult:
-    """``path`` may be a callable returning a fresh path per request (to defeat caches). ``headers`` may be a list,
+    """``path`` may be a callable returning a fresh path per request (to defeat caches), and ``json`` one returning a
+    fresh body per request (a booking on a flight drawn at random). ``headers`` may be a list,
     one entry per connection (connection ``i`` sends ``headers[i % len(headers)]``: one account each, say).
     A response is an error when its status is 400 or above, or, with ``expect``, anything but ``expect``.
     """
@@ -133,7 +134,8 @@ async def run_closed_loop(
                 target = path() if callable(path) else path
                 started = time.perf_counter()
                 try:
-                    response = await client.request(method, target, json=json, headers=sent)
+                    body = json() if callable(json) else json
+                    response = await client.request(method, target, json=body, headers=sent)
                     ok = response.status_code == expect if expect is not None else response.status_code < 400
                     failure = f"HTTP {response.status_code}"
                 except httpx.HTTPError as exc:
