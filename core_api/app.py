@@ -43,9 +43,12 @@ from core_api.settings import Settings, get_settings
 from core_api.storage.db import create_pool
 from core_api.storage.redis_client import create_redis
 from core_api.users.routes import route_handlers as user_routes
+from core_api.web.bodies import StrictJSON, require_json_body
 from core_api.web.deps import provide_pool, provide_redis
 from core_api.web.errors import exception_handlers, problem_response
 from core_api.web.middleware import RequestContextMiddleware
+from core_api.web.openapi import OperationDocs, StructSchemas
+from core_api.web.parameters import check_parameters
 from core_api.web.ratelimit import RateLimitMiddleware, parse_rate_limits
 
 __all__ = ["build_app", "create_app"]
@@ -136,7 +139,8 @@ def create_app(
             *audit_routes,
             *realtime_routes,
         ],
-        guards=[authorize],
+        # Who may call first; then parameters and body, the only input a handler sees (all refusals are 4xx).
+        guards=[authorize, check_parameters, require_json_body],
         # Authentication first, so that rate limits count per user rather than per IP where they can.
         middleware=[AuthenticationMiddleware(), RateLimitMiddleware(parse_rate_limits(settings.rate_limits))],
     )
@@ -152,6 +156,10 @@ def create_app(
             "redis": Provide(provide_redis, sync_to_thread=False),
         },
         exception_handlers=exception_handlers(),
+        # Every body is decoded once, strictly, by StrictJSON; responses are encoded as Litestar does.
+        dto=StrictJSON,
+        return_dto=None,
+        plugins=[StructSchemas(), OperationDocs()],
         after_request=_docs_not_found_as_problem,
         middleware=[prometheus.middleware],
         cors_config=CORSConfig(

@@ -21,7 +21,6 @@ from core_api.bookings import service
 from core_api.bookings.idempotency import IdempotencyKey
 from core_api.bookings.schemas import Booking, BookingCreate, BookingPage, BookingStatus, BookingUpdate
 from core_api.users.schemas import Role
-from core_api.web.bodies import strict_body
 from core_api.web.deps import Pool
 from core_api.web.errors import ValidationFailed
 
@@ -85,7 +84,6 @@ async def create_booking(
     Sold out is 409 `SOLD_OUT`, a taken seat 409 `SEAT_TAKEN`, too many seats held unpaid 409 `CONFLICT`.
     """
     body = await request.body()
-    data = await strict_body(request, BookingCreate)
     principal = _caller(request)
     key = None
     if idempotency_key is not None:
@@ -156,7 +154,6 @@ async def update_booking(
     """Change contact details (while the booking is live), passenger names and seats (while it awaits payment).
     `seats` replaces the whole assignment. Business owners read only (403).
     """
-    data = await strict_body(request, BookingUpdate)
     booking_id = _booking_id(id)
     return await service.update_booking(bookings, actor_of(request), _caller(request), booking_id, data)
 

@@ -50,21 +50,38 @@ Name = Annotated[
         min_length=1,
         max_length=100,
         pattern=r"^[^\W\d_](?:[^\W\d_]|[\u0300-\u036f]|(?:\. ?|[ '\u2019-])(?=[^\W\d_]))*\.?$",
-        description="Letters, with spaces, hyphens, apostrophes or periods between them",
+        description="letters, spaces, hyphens and apostrophes (and a period after an initial), starting with a letter, "
+        "e.g. Anne-Marie O'Neil",
     ),
 ]
 Document = Annotated[
-    str, msgspec.Meta(pattern=r"^[A-Za-z0-9<-]{5,30}$", description="Passport or ID number (stored encrypted)")
+    str,
+    msgspec.Meta(
+        pattern=r"^[A-Za-z0-9<-]{5,30}$",
+        description="a passport or ID number: 5-30 letters, digits, < or - (stored encrypted)",
+    ),
 ]
-SeatNumber = Annotated[str, msgspec.Meta(pattern=r"^[1-9][0-9]?[A-K]$", description="Row and letter, e.g. 14C")]
+SeatNumber = Annotated[
+    str, msgspec.Meta(pattern=r"^[1-9][0-9]?[A-K]$", description="a row number and seat letter, e.g. 14C")
+]
 Email = Annotated[
-    str, msgspec.Meta(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", description="Email")
+    str,
+    msgspec.Meta(
+        min_length=3,
+        max_length=320,
+        pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+        description="an email address, e.g. ada@example.com",
+    ),
 ]
 Phone = Annotated[
-    str, msgspec.Meta(pattern=r"^\+?[0-9(][0-9 ().-]{2,30}$", description="Digits, optionally +, spaces, ( ) . -")
+    str,
+    msgspec.Meta(
+        pattern=r"^\+?[0-9(][0-9 ().-]{2,30}$",
+        description="a phone number: digits, optionally a leading +, spaces, ( ) . or -",
+    ),
 ]
 FlightId = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
-FareClass = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]$", description="One letter, e.g. Y")]
+FareClass = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]$", description="one upper-case letter, e.g. Y")]
 
 
 class PassengerInput(_Request):

@@ -24,7 +24,6 @@ from core_api.flights.schemas import (
     SeatMap,
 )
 from core_api.users.schemas import Role
-from core_api.web.bodies import strict_body
 from core_api.web.deps import Pool
 from core_api.web.errors import ValidationFailed
 
@@ -105,7 +104,6 @@ async def create_flight(
     to that cabin's seats on the aircraft. All fares share one currency. The same flight number departing at the
     same time again is 409.
     """
-    data = await strict_body(request, FlightCreate)
     flight = await service.create_flight(pool, actor_of(request), _caller(request), data)
     return Response(flight, status_code=HTTP_201_CREATED, headers={"Location": f"{request.url.path}/{flight.id}"})
 
@@ -122,7 +120,6 @@ async def update_flight(
     times, keeping the block time. A delay, cancellation or re-timing queues a `flight.changed` event for every
     booking awaiting payment or confirmed, which notifies its travellers.
     """
-    data = await strict_body(request, FlightUpdate)
     return await service.update_flight(pool, actor_of(request), _caller(request), _flight_id(id), data)
 
 

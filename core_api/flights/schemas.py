@@ -233,15 +233,21 @@ class _Request(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 # Bounds checked while decoding, so a malformed or oversized field is refused, naming it, before any rule runs.
-AirlineCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9]{2}$", description="IATA airline code")]
-AirportCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z]{3}$", description="IATA airport code")]
+AirlineCode = Annotated[
+    str, msgspec.Meta(pattern=r"^[A-Za-z0-9]{2}$", description="a 2-character IATA airline code, e.g. BA")
+]
+AirportCode = Annotated[
+    str, msgspec.Meta(pattern=r"^[A-Za-z]{3}$", description="a 3-letter IATA airport code, e.g. JFK")
+]
 FlightNumber = Annotated[
-    str, msgspec.Meta(pattern=r"^[A-Za-z0-9]{2}[0-9]{1,4}$", description="Airline code and 1-4 digits, e.g. BA117")
+    str, msgspec.Meta(pattern=r"^[A-Za-z0-9]{2}[0-9]{1,4}$", description="an airline code and 1-4 digits, e.g. BA117")
 ]
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True, description="RFC 3339 with an offset, e.g. ...Z")]
 # 10^12 minor units: ten billion in a two-decimal currency, far beyond any fare, far inside bigint.
 Amount = Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000_000)]
-CurrencyCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
+CurrencyCode = Annotated[
+    str, msgspec.Meta(pattern=r"^[A-Z]{3}$", description="a 3-letter ISO 4217 currency code, e.g. USD")
+]
 
 
 class MoneyInput(_Request):
@@ -253,7 +259,7 @@ class FareCreate(_Request):
     """A fare bucket of a new flight; ``seats`` of a cabin's buckets must add up to that cabin's seats."""
 
     cabin: Cabin
-    fare_class: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]$", description="One letter, e.g. Y")]
+    fare_class: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]$", description="one upper-case letter, e.g. Y")]
     price: MoneyInput
     seats: Annotated[int, msgspec.Meta(ge=0, le=999)]
     refundable: bool = False

@@ -25,9 +25,15 @@ Email = Annotated[str, msgspec.Meta(min_length=3, max_length=320)]
 Password = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 FullName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Phone = Annotated[
-    str, msgspec.Meta(pattern=r"^\+?[0-9(][0-9 ().-]{2,30}$", description="Digits, optionally +, spaces, ( ) . -")
+    str,
+    msgspec.Meta(
+        pattern=r"^\+?[0-9(][0-9 ().-]{2,30}$",
+        description="a phone number: digits, optionally a leading +, spaces, ( ) . or -",
+    ),
 ]
-AirlineCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9]{2}$", description="IATA code of the airline")]
+AirlineCode = Annotated[
+    str, msgspec.Meta(pattern=r"^[A-Za-z0-9]{2}$", description="a 2-character IATA airline code, e.g. BA")
+]
 
 
 class User(msgspec.Struct, frozen=True, kw_only=True):

@@ -17,6 +17,8 @@ from litestar import Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from core_api.web.messages import explain_parameter
+
 if TYPE_CHECKING:
     from litestar import Request
     from litestar.types import ExceptionHandlersMap
@@ -37,6 +39,7 @@ __all__ = [
     "ServiceUnavailable",
     "SoldOut",
     "Unauthorized",
+    "UnsupportedMediaType",
     "ValidationFailed",
     "exception_handlers",
     "map_database_error",
@@ -63,12 +66,21 @@ class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
     errors: list[FieldError] | None = None
 
 
-class AppError(Exception):
-    """Base of the errors the API reports on purpose. Subclasses set ``status``, ``code`` and ``title``."""
+class AppError(HTTPException):
+    """Base of the errors the API reports on purpose. Subclasses set ``status``, ``code`` and ``title``.
+
+    A Litestar ``HTTPException`` (``status_code`` follows ``status``), so that routes declare the errors they answer
+    with Litestar's own ``raises=[NotFound, Conflict]``; :mod:`core_api.web.openapi` documents them from there.
+    """
 
     status: ClassVar[int] = 400
+    status_code: int = 400
     code: ClassVar[str] = "BAD_REQUEST"
     title: ClassVar[str] = "Bad request"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.status_code = cls.status
 
     def __init__(
         self,
@@ -77,10 +89,12 @@ class AppError(Exception):
         errors: list[FieldError] | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
+        super().__init__(detail=detail or self.title, status_code=self.status)
         self.detail = detail or self.title
         self.errors = errors
-        self.headers = headers or {}
-        super().__init__(self.detail)
+        self.headers: dict[str, str] = headers or {}
+        # str(error) is the detail alone (HTTPException would prefix the status).
+        self.args = (self.detail,)
 
 
 class ValidationFailed(AppError):
@@ -144,6 +158,10 @@ class ServiceUnavailable(AppError):
     status, code, title = 503, "SERVICE_UNAVAILABLE", "Service temporarily unavailable"
 
 
+class UnsupportedMediaType(AppError):
+    status, code, title = 415, "UNSUPPORTED_MEDIA_TYPE", "Unsupported media type"
+
+
 # Litestar's own HTTP errors, by status: the stable code and title we answer with.
 _HTTP_CODES: dict[int, tuple[str, str]] = {
     400: ("BAD_REQUEST", "Bad request"),
@@ -182,40 +200,32 @@ def _app_error_handler(_: Request[Any, Any, Any], exc: AppError) -> Response[Pro
     return problem_response(exc.status, exc.code, exc.title, exc.detail, exc.errors, exc.headers)
 
 
-# msgspec reports where a value failed as "... - at `$.passengers[0].first_name`".
-_MSGSPEC_LOCATION = re.compile(r"^(?P<message>.*?)(?: - at `\$\.?(?P<path>[^`]*)`)?$", re.DOTALL)
+# Litestar's words for a missing query, header or cookie parameter.
+_MISSING_PARAMETER = re.compile(r"^Missing required (?P<kind>\w+) parameter '(?P<name>[^']+)'")
 
 
-# "Object missing required field `x`" / "Object contains unknown field `x`": the field is in the message.
-_NAMED_FIELD = re.compile(r"(?:missing required|contains unknown) field `(?P<name>[^`]+)`")
+def _validation_errors(request: Request[Any, Any, Any], exc: ValidationException) -> list[FieldError]:
+    """The fields of a parameter that Litestar refused, by wire name and in words from their declarations.
 
-
-def _validation_errors(exc: ValidationException) -> list[FieldError]:
+    Bodies never get here (:mod:`core_api.web.bodies` decodes them and raises :class:`ValidationFailed` itself).
+    """
+    handler = request.scope.get("route_handler")
     errors: list[FieldError] = []
-    extra = exc.extra if isinstance(exc.extra, list) else []
-    for item in extra:
+    for item in exc.extra if isinstance(exc.extra, list) else []:
         if not isinstance(item, dict):
             continue
-        match = _MSGSPEC_LOCATION.match(str(item.get("message", "invalid value")))
-        message = match["message"] if match else str(item.get("message"))
-        path = match["path"] if match and match["path"] else None
-        # The body parameter's own name ("data") is not a field the client knows about.
-        key = "" if item.get("key") == "data" else str(item.get("key") or "")
-        named = _NAMED_FIELD.search(message)
-        parts = [part for part in (key, path, named["name"] if named else None) if part]
-        field = ".".join(parts).replace(".[", "[") or "body"
-        errors.append(FieldError(field, message))
+        key, message = str(item.get("key") or ""), str(item.get("message") or "invalid value")
+        if handler is not None and key:
+            key, message = explain_parameter(handler, key, message)
+        errors.append(FieldError(key or "request", message))
     if not errors:
-        match = _MSGSPEC_LOCATION.match(exc.detail or "")
-        if match and match["path"]:
-            errors.append(FieldError(match["path"], match["message"]))
-        else:
-            errors.append(FieldError("body", exc.detail or "invalid request"))
+        missing = _MISSING_PARAMETER.match(exc.detail or "")
+        errors.append(FieldError(missing["name"], "required") if missing else FieldError("request", exc.detail))
     return errors
 
 
-def _validation_handler(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
-    errors = _validation_errors(exc)
+def _validation_handler(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
+    errors = _validation_errors(request, exc)
     detail = "; ".join(f"{error.field}: {error.message}" for error in errors)
     return problem_response(422, "VALIDATION_ERROR", "Validation failed", detail, errors)
 

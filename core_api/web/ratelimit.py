@@ -37,6 +37,7 @@ __all__ = [
     "Tier",
     "client_key",
     "is_exempt",
+    "is_exempt_path",
     "parse_rate_limits",
 ]
 
@@ -256,10 +257,14 @@ _EXEMPT_PATHS = frozenset({"/metrics", "/api/openapi.json"})
 _EXEMPT_PREFIXES = ("/api/v1/health", "/api/docs")
 
 
+def is_exempt_path(path: str) -> bool:
+    """Monitoring and the API docs are never limited."""
+    return path in _EXEMPT_PATHS or path.startswith(_EXEMPT_PREFIXES)
+
+
 def is_exempt(scope: Scope) -> bool:
     """Monitoring, the API docs and CORS preflights are never limited."""
-    path: str = scope["path"]
-    return scope.get("method") == "OPTIONS" or path in _EXEMPT_PATHS or path.startswith(_EXEMPT_PREFIXES)
+    return scope.get("method") == "OPTIONS" or is_exempt_path(scope["path"])
 
 
 def client_key(scope: Scope) -> str:
