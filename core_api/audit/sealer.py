@@ -7,7 +7,7 @@ horizon in ``(xact_id, id)`` order with the chain hash after each. A row is ther
 position fixed by its writer's transaction id and its own id, whatever order the writers committed in; a
 transaction still open holds back only the rows that sort after it, and only until it ends.
 
-The worker runs :class:`Sealer` as a background task (``core_api.worker``); :func:`seal_pending` seals everything
+The worker runs :class:`Sealer` on a thread of its own (``core_api.worker``); :func:`seal_pending` seals everything
 sealable now (tests, the seed, retention). The unsealed backlog is a Prometheus gauge of the API
 (:func:`refresh_backlog_gauges`, called on every scrape) and part of ``/health/services``.
 """
