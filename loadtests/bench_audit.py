@@ -246,11 +246,7 @@ def booking_steps(conn: psycopg.Connection[Any], root: Path, flights: int, *, au
              "total": snapshot["total"]}  # fmt: skip
     outbox = {"id": Var("event_id"), "event_type": "booking.created", "booking_id": booking, "fare_id": fare,
               "payload": json.dumps(event)}  # fmt: skip
-    steps += [
-        Step("\\startpipeline", "\\startpipeline"),
-        render(conn, bookings["take_fare_seats"], {"fare_id": fare, "seats": 1}, "take_fare_seats"),
-        render(conn, bookings["insert_booking_event"], outbox, "insert_booking_event"),
-    ]
+    steps.append(Step("\\startpipeline", "\\startpipeline"))
     if audit:
         metadata = {"seats": [], "passengers": 1, "on_behalf": False}
         row: dict[str, Any] = {
@@ -271,6 +267,16 @@ def booking_steps(conn: psycopg.Connection[Any], root: Path, flights: int, *, au
             row |= texts | personal.params() | {"subjects": [uuid.uuid4()]}
             query = audit_sql["record_event_with_personal_data"]
             steps.append(render(conn, query, row, "record_event_with_personal_data"))
+    # The checkout's own order: the chain head was taken after the fare bucket; the lock-free row goes first.
+    lock_free = "advance_chain_head" not in audit_sql
+    bucket = [
+        render(conn, bookings["take_fare_seats"], {"fare_id": fare, "seats": 1}, "take_fare_seats"),
+        render(conn, bookings["insert_booking_event"], outbox, "insert_booking_event"),
+    ]
+    if lock_free or not audit:
+        steps += bucket
+    else:
+        steps[-2:-2] = bucket
     steps += [Step("COMMIT", "COMMIT;"), Step("\\endpipeline", "\\endpipeline")]
     return steps
 

@@ -323,13 +323,10 @@ def booking_steps(
     }
     # The fare bucket last, in one pipeline with the outbox event, the audit row and the COMMIT, as the service
     # sends them: the bucket's row lock is held for that one round trip.
-    steps += [
-        Step("pipeline: \\startpipeline", "\\startpipeline"),
-        render(conn, "take_fare_seats", BOOKINGS_SQL["take_fare_seats"], {"fare_id": flight.fare_id, "seats": 1}),
-        render(conn, "outbox insert_booking_event", BOOKINGS_SQL["insert_booking_event"], outbox),
-    ]
+    steps.append(Step("pipeline: \\startpipeline", "\\startpipeline"))
     if audit:
-        # As record_in_pipeline writes it: one insert with the row's personal data (contact email, address) apart.
+        # As record_in_pipeline writes it, first in the pipeline (it takes no lock): one insert with the row's
+        # personal data (contact email, address) apart.
         texts, personal = split_personal(
             {"before": None, "after": snapshot, "metadata": json.loads(audit_row["metadata"])},
             actor_id=uuid.uuid4(), ip=audit_row["ip"], user_agent=audit_row["user_agent"], entity=("booking", "x"),
@@ -337,6 +334,10 @@ def booking_steps(
         assert personal is not None
         row = audit_row | texts | personal.params()
         steps.append(render(conn, "record_event_with_personal_data", AUDIT_SQL["record_event_with_personal_data"], row))
+    steps += [
+        render(conn, "take_fare_seats", BOOKINGS_SQL["take_fare_seats"], {"fare_id": flight.fare_id, "seats": 1}),
+        render(conn, "outbox insert_booking_event", BOOKINGS_SQL["insert_booking_event"], outbox),
+    ]
     steps += [
         Step("COMMIT", "COMMIT;"),
         Step("pipeline: \\endpipeline (the round trip of all)", "\\endpipeline"),
