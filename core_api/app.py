@@ -25,7 +25,7 @@ from litestar.status_codes import HTTP_404_NOT_FOUND
 from core_api.audit.rate_limits import RateLimitAudit
 from core_api.audit.routes import route_handlers as audit_routes
 from core_api.audit.sealer import refresh_backlog_gauges
-from core_api.auth.guards import AuthenticationMiddleware, authorize
+from core_api.auth.guards import OPS, AuthenticationMiddleware, authorize
 from core_api.auth.lockout import LoginThrottle
 from core_api.auth.routes import route_handlers as auth_routes
 from core_api.auth.service import AuthContext
@@ -48,6 +48,7 @@ from core_api.web.deps import provide_pool, provide_redis
 from core_api.web.errors import exception_handlers, problem_response
 from core_api.web.middleware import RequestContextMiddleware
 from core_api.web.openapi import OperationDocs, StructSchemas
+from core_api.web.options import OptionsAnswers
 from core_api.web.parameters import check_parameters
 from core_api.web.ratelimit import RateLimitMiddleware, parse_rate_limits
 
@@ -58,8 +59,12 @@ SWAGGER_ASSETS = "/api/docs-assets"
 
 
 class MetricsController(PrometheusController):
+    """Prometheus text, for loopback scrapers and ones sending the ops token (it tells about the infrastructure)."""
+
     path = "/metrics"
     include_in_schema = False
+    guards = (authorize,)
+    opt = OPS
 
     @get()
     async def get(self, request: Request[Any, Any, Any]) -> Response:
@@ -108,7 +113,7 @@ def create_app(
         # Waiting makes a wrong DSN or a missing server fail the start, not the first request.
         await pool.open(wait=True)
         redis = create_redis(settings, redis_url)
-        throttle = LoginThrottle(redis, settings.auth.login_max_failures, settings.auth.login_window_seconds)
+        throttle = LoginThrottle.from_settings(redis, pool, settings.auth)
         app.state.pool, app.state.redis = pool, redis
         app.state.auth = AuthContext(settings, keyring, pool, throttle)
         app.state.bookings = BookingService(pool, redis, settings, cipher)
@@ -159,7 +164,7 @@ def create_app(
         # Every body is decoded once, strictly, by StrictJSON; responses are encoded as Litestar does.
         dto=StrictJSON,
         return_dto=None,
-        plugins=[StructSchemas(), OperationDocs()],
+        plugins=[StructSchemas(), OperationDocs(), OptionsAnswers()],
         after_request=_docs_not_found_as_problem,
         middleware=[prometheus.middleware],
         cors_config=CORSConfig(

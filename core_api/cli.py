@@ -217,7 +217,7 @@ def create_user(email: str, password: str, role: str, full_name: str | None, air
     from core_api.audit.service import Actor
     from core_api.users import service as users
     from core_api.users.schemas import Role
-    from core_api.web.errors import AppError
+    from core_api.web.errors import AppError, map_database_error
 
     async def run(database_url: str) -> None:
         async with await psycopg.AsyncConnection.connect(database_url) as conn, conn.transaction():
@@ -238,6 +238,13 @@ def create_user(email: str, password: str, role: str, full_name: str | None, air
             asyncio.run(run(urls.database_url))
         except AppError as exc:
             raise click.ClickException(exc.detail) from None
+        except psycopg.Error as exc:
+            # A constraint the input broke (the API answers these as 4xx through the same mapping); any other
+            # database error is ours and keeps its traceback.
+            mapped = map_database_error(exc)
+            if mapped is None:
+                raise
+            raise click.ClickException(mapped.detail) from None
 
 
 class _Supervisor:

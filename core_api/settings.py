@@ -92,9 +92,13 @@ class AuthSettings(_Section, frozen=True):
     session_ttl_seconds: int = 30 * 24 * 3600
     """Absolute lifetime of a refresh-token family (a login session), however often it is refreshed."""
     login_max_failures: int = 5
-    """Failed logins (or reset requests) per email within the window before further attempts get 429."""
+    """Failed logins (or password-reset requests) for one email from one client address within the window before
+    further attempts from that address get 429."""
+    login_max_failures_per_email: int = 20
+    """Failed logins (or password-reset requests) for one email from anywhere within the window before further
+    attempts from everywhere get 429 (against guesses spread over many addresses); at least ``login_max_failures``."""
     login_window_seconds: int = 900
-    """The lockout window."""
+    """The lockout window, from the first attempt counted."""
 
 
 class SearchSettings(_Section, frozen=True):
@@ -150,6 +154,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """Where embedded servers, the warehouse and run files live."""
     rate_limits: str = "10/second;100/minute;1000/hour"
     """Request limits per client (user id when authenticated, else IP): ``N/second|minute|hour|day`` tiers."""
+    ops_token: str | None = None
+    """Bearer token (at least 16 characters) that opens ``/metrics`` and ``/api/v1/health/services`` to callers
+    that are not on loopback; loopback clients need none. Unset: only loopback clients may read them."""
     crypto_keys: str | None = None
     """AES-256-GCM keys for fields encrypted at rest, ``version:base64key`` comma separated; the first seals, all
     open (rotation). Unset: outside production a random key is generated once and kept in ``<state_dir>/crypto.key``."""
@@ -289,7 +296,11 @@ def _check(settings: Settings) -> None:
         "FLIGHTDESK_AUTH_REFRESH_TTL_SECONDS": settings.auth.refresh_ttl_seconds < 60,
         "FLIGHTDESK_AUTH_SESSION_TTL_SECONDS": settings.auth.session_ttl_seconds < settings.auth.refresh_ttl_seconds,
         "FLIGHTDESK_AUTH_LOGIN_MAX_FAILURES": settings.auth.login_max_failures < 1,
+        "FLIGHTDESK_AUTH_LOGIN_MAX_FAILURES_PER_EMAIL": (
+            settings.auth.login_max_failures_per_email < settings.auth.login_max_failures
+        ),
         "FLIGHTDESK_AUTH_LOGIN_WINDOW_SECONDS": settings.auth.login_window_seconds < 1,
+        "FLIGHTDESK_OPS_TOKEN": settings.ops_token is not None and len(settings.ops_token) < 16,
         "FLIGHTDESK_BOOKING_HOLD_MINUTES": not 1 <= settings.booking.hold_minutes <= 24 * 60,
         "FLIGHTDESK_BOOKING_MAX_UNPAID_SEATS": not 1 <= settings.booking.max_unpaid_seats <= 10_000,
     }

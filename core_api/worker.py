@@ -2,9 +2,9 @@
 
 It publishes a heartbeat that ``/health/services`` reads, runs the outbox relay beside the jobs (started in
 :func:`on_startup`, stopped in :func:`on_shutdown`), runs ``dispatch_event``, the job the relay enqueues for each
-event, and the booking crons: releasing lapsed holds every few seconds and forgetting expired idempotency keys. The
-audit sealer runs beside them as a background task (chaining committed audit rows within a second or so), and
-audit retention nightly.
+event, the booking crons (releasing lapsed holds every few seconds, forgetting expired idempotency keys) and the
+auth cleanup (expired blacklist entries, ended lockout windows). The audit sealer runs beside them on a thread of its
+own (chaining committed audit rows within a second or so), and audit retention nightly.
 Later domains add their jobs and crons (notifications) to :class:`WorkerSettings`.
 """
 
@@ -21,6 +21,7 @@ from arq.connections import RedisSettings
 from core_api.audit._chain import cleanup
 from core_api.audit.sealer import Sealer
 from core_api.audit.service import SYSTEM
+from core_api.auth.service import forget_expired_state
 from core_api.bookings.idempotency import delete_expired_keys
 from core_api.bookings.service import BookingService, release_lapsed_holds
 from core_api.outbox.dispatch import dispatch_event
@@ -35,6 +36,7 @@ __all__ = [
     "WorkerSettings",
     "audit_retention",
     "expire_holds",
+    "forget_expired_auth_state",
     "forget_idempotency_keys",
     "heartbeat",
 ]
@@ -69,12 +71,18 @@ async def audit_retention(ctx: dict[str, Any]) -> int:
     return result.deleted
 
 
+async def forget_expired_auth_state(ctx: dict[str, Any]) -> int:
+    """Delete expired access-token blacklist entries and lockout counters whose window has ended."""
+    return await forget_expired_state(ctx["pool"])
+
+
 async def on_startup(ctx: dict[str, Any]) -> None:
     """Open the worker's shared clients; ``ctx`` carries ``redis`` (arq's pool) and ``database_url`` (:func:`run`)."""
     await heartbeat(ctx)
     settings = get_settings()
     pool = create_pool(settings, ctx["database_url"], name="flightdesk-worker")
     await pool.open(wait=True)
+    ctx["pool"] = pool
     ctx["bookings"] = BookingService(pool, ctx["redis"], settings, load_cipher(settings))
     relay = OutboxRelay(ctx["database_url"], ctx["redis"])
     await relay.start()
@@ -116,6 +124,7 @@ class WorkerSettings:
         cron(expire_holds, second=set(range(0, 60, HOLD_SWEEP_INTERVAL_SECONDS)), run_at_startup=True),
         cron(forget_idempotency_keys, minute=set(range(0, 60, 10)), second={30}),
         cron(audit_retention, hour={3}, minute={17}, second={0}),
+        cron(forget_expired_auth_state, minute=set(range(5, 60, 10)), second={30}),
     ]
     on_startup = on_startup
     on_shutdown = on_shutdown

@@ -77,10 +77,16 @@ async def main() -> None:
     base = f"http://127.0.0.1:{port}"
     try:
         await wait_until_up(f"{base}/api/v1/health")
-        credentials = {"email": "bench@example.com", "password": "benchmark password"}
+        # One account per connection: the login lockout admits at most 5 attempts at one email from one address at
+        # a time (SPEC §10), so 16 connections logging in as one user would mostly measure 429s.
+        credentials = [
+            {"email": f"bench{index}@example.com", "password": "benchmark password"}
+            for index in range(args.concurrency)
+        ]
         async with httpx.AsyncClient(base_url=base) as client:
-            registered = await client.post("/api/v1/auth/register", json={**credentials, "full_name": "Bench"})
-            registered.raise_for_status()
+            for account in credentials:
+                registered = await client.post("/api/v1/auth/register", json={**account, "full_name": "Bench"})
+                registered.raise_for_status()
             token = registered.json()["access_token"]
         auth = {"Authorization": f"Bearer {token}"}
 
@@ -90,9 +96,9 @@ async def main() -> None:
             "POST /auth/login (argon2id)": ("POST", "/api/v1/auth/login", credentials, {}),
         }
         results = {}
-        for label, (method, path, body, headers) in runs.items():
+        for label, (method, path, bodies, headers) in runs.items():
             results[label] = await run_closed_loop(
-                base, method, path, json=body, headers=headers, concurrency=args.concurrency, seconds=args.seconds
+                base, method, path, bodies=bodies, headers=headers, concurrency=args.concurrency, seconds=args.seconds
             )
         print(f"\nAPI with --workers {args.workers}, {args.concurrency} concurrent connections, {args.seconds:g}s each")
         for label, result in results.items():

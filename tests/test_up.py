@@ -78,6 +78,10 @@ def test_up_runs_everything_and_stops_cleanly(fresh_environment: dict[str, str])
             "audit_sealer": "up",
         }
         assert httpx.get(f"{base}/api/docs").status_code == 200
+        # Through granian, this test is a loopback client: the ops endpoints answer it without a token.
+        metrics = httpx.get(f"{base}/metrics", timeout=5)
+        assert metrics.status_code == 200
+        assert "flightdesk_request_duration_seconds" in metrics.text
         servers = embedded_server_pids(env["FLIGHTDESK_STATE_DIR"])
         assert servers
 

@@ -1,12 +1,17 @@
 """Who may call what: the bearer-token middleware and the role guard driven by route metadata.
 
 Routes declare access in ``opt``: ``opt={"public": True}`` for anonymous endpoints, ``opt={"roles": {...}}`` to
-restrict to roles; anything else needs an authenticated caller. Ownership (which rows a caller may see) is the
-services' job, in their queries, and a row the caller may not see is 404.
+restrict to roles, ``opt={"ops": True}`` for what tells about the infrastructure (``/metrics``,
+``/health/services``): loopback clients, or a caller presenting ``Authorization: Bearer <FLIGHTDESK_OPS_TOKEN>``
+(never a user's token; the ops token is no user's either). Anything else needs an authenticated caller.
+Ownership (which rows a caller may see) is the services' job, in their queries, and a row the caller may not see
+is 404.
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +23,7 @@ from litestar.middleware import ASGIMiddleware
 from core_api.audit.schemas import EventType
 from core_api.audit.service import Actor, record
 from core_api.auth.schemas import Principal
+from core_api.auth.service import authenticate
 from core_api.storage.db import transaction
 from core_api.web.errors import Forbidden, Unauthorized
 
@@ -26,7 +32,7 @@ if TYPE_CHECKING:
 
     from core_api.auth.service import AuthContext
 
-__all__ = ["AuthenticationMiddleware", "actor_of", "authorize", "principal_of", "roles"]
+__all__ = ["OPS", "PUBLIC", "AuthenticationMiddleware", "actor_of", "authorize", "principal_of", "roles"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +43,7 @@ def roles(*allowed: str) -> dict[str, Any]:
 
 
 PUBLIC: dict[str, Any] = {"public": True}
+OPS: dict[str, Any] = {"ops": True}
 
 
 def _bearer_token(scope: Scope) -> str | None:
@@ -59,10 +66,9 @@ class AuthenticationMiddleware(ASGIMiddleware):
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         scope["user"] = None
-        token = _bearer_token(scope)
+        # The bearer of an ops route is the ops token, checked by the guard; it is not a JWT to decode.
+        token = None if _is_ops(scope["route_handler"]) else _bearer_token(scope)
         if token is not None:
-            from core_api.auth.service import authenticate
-
             context: AuthContext = scope["app"].state.auth
             scope["user"] = await authenticate(context, token)
         await next_app(scope, receive, send)
@@ -85,9 +91,43 @@ def actor_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Actor:
     )
 
 
+def _is_ops(handler: BaseRouteHandler) -> bool:
+    return bool(handler.opt.get("ops"))
+
+
+def _is_loopback(host: str | None) -> bool:
+    try:
+        address = ipaddress.ip_address(host or "")
+    except ValueError:  # a Unix socket or a test client's name: not known to be local
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def _ops_access(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+    """Let loopback clients and holders of the ops token through; everyone else is 401, told nothing more."""
+    client = connection.client
+    if _is_loopback(client.host if client else None):
+        return
+    expected: str | None = connection.app.state.auth.settings.ops_token
+    scheme, _, presented = connection.headers.get("authorization", "").partition(" ")
+    presented = presented.strip()
+    if expected and scheme.lower() == "bearer" and hmac.compare_digest(presented.encode(), expected.encode()):
+        return
+    raise Unauthorized(
+        "Operations endpoints answer loopback clients and callers with the ops token.",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
 async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    """The guard of every API route: public, authenticated, or restricted to roles per the route's ``opt``."""
+    """The guard of every API route (and of ``/metrics``): public, ops, authenticated, or restricted to roles per
+    the route's ``opt``."""
     if handler.opt.get("public"):
+        return
+    if _is_ops(handler):
+        _ops_access(connection)
         return
     principal = principal_of(connection)
     if principal is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, Response, get, post
+from litestar import MediaType, Request, get, post
 from litestar.params import JSONBody
 from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
@@ -21,7 +21,7 @@ from core_api.auth.schemas import (
 from core_api.storage.db import load_queries, struct_row
 from core_api.users.schemas import User
 from core_api.web.deps import Pool
-from core_api.web.errors import NotFound
+from core_api.web.errors import Conflict, Forbidden, NotFound, Unauthorized
 
 __all__ = ["route_handlers"]
 
@@ -32,7 +32,7 @@ def _context(request: Request[Any, Any, Any]) -> service.AuthContext:
     return request.app.state.auth
 
 
-@post("/auth/register", operation_id="register", tags=["auth"], opt=PUBLIC)
+@post("/auth/register", operation_id="register", tags=["auth"], opt=PUBLIC, raises=[Conflict])
 async def register(request: Request[Any, Any, Any], data: JSONBody[RegisterRequest]) -> TokenPair:
     """Create a CUSTOMER account and log it in. The role is always CUSTOMER; other roles come from an admin."""
     return await service.register(
@@ -40,16 +40,17 @@ async def register(request: Request[Any, Any, Any], data: JSONBody[RegisterReque
     )
 
 
-@post("/auth/login", operation_id="login", tags=["auth"], opt=PUBLIC, status_code=200)
+@post("/auth/login", operation_id="login", tags=["auth"], opt=PUBLIC, status_code=200, raises=[Unauthorized, Forbidden])
 async def login(request: Request[Any, Any, Any], data: JSONBody[LoginRequest]) -> TokenPair:
     """Exchange email and password for an access token (15 min) and a refresh token.
 
-    Five failures for one email within 15 minutes lock further attempts (429) until the window passes.
+    Five failures for one email from one client address within 15 minutes (or twenty from anywhere) lock further
+    attempts, the right password included, with 429 until the window passes; parallel attempts cannot outrun it.
     """
     return await service.login(_context(request), actor_of(request), email=data.email, password=data.password)
 
 
-@post("/auth/refresh", operation_id="refreshTokens", tags=["auth"], opt=PUBLIC, status_code=200)
+@post("/auth/refresh", operation_id="refreshTokens", tags=["auth"], opt=PUBLIC, status_code=200, raises=[Unauthorized])
 async def refresh(request: Request[Any, Any, Any], data: JSONBody[RefreshRequest]) -> TokenPair:
     """Spend a refresh token for a new token pair. A refresh token used twice revokes its whole session."""
     return await service.refresh(_context(request), actor_of(request), refresh_token=data.refresh_token)
@@ -63,7 +64,7 @@ async def logout(request: Request[Any, Any, Any]) -> None:
     await service.logout(_context(request), actor_of(request), principal)
 
 
-@get("/auth/me", operation_id="getMe", tags=["auth"])
+@get("/auth/me", operation_id="getMe", tags=["auth"], raises=[NotFound])
 async def me(request: Request[Any, Any, Any], pool: Pool) -> User:
     """The caller's own profile."""
     principal = principal_of(request)
@@ -76,13 +77,22 @@ async def me(request: Request[Any, Any, Any], pool: Pool) -> User:
     return user
 
 
-@post("/auth/password-reset/request", operation_id="requestPasswordReset", tags=["auth"], opt=PUBLIC)
-async def request_password_reset(
-    request: Request[Any, Any, Any], data: JSONBody[PasswordResetRequest]
-) -> Response[None]:
-    """Ask for a password-reset email. The answer is the same whether or not the account exists."""
+@post(
+    "/auth/password-reset/request",
+    operation_id="requestPasswordReset",
+    tags=["auth"],
+    opt=PUBLIC,
+    status_code=HTTP_202_ACCEPTED,
+    # No body: as text, None renders as nothing (as JSON it would be `null`).
+    media_type=MediaType.TEXT,
+)
+async def request_password_reset(request: Request[Any, Any, Any], data: JSONBody[PasswordResetRequest]) -> None:
+    """Ask for a password-reset email. The answer is the same whether or not the account exists.
+
+    Every request counts toward the login lockout's limits of its kind (5 per email and address, 20 per email in
+    15 minutes; 429 beyond), so nobody can flood a mailbox.
+    """
     await service.request_password_reset(_context(request), actor_of(request), email=data.email)
-    return Response(None, status_code=HTTP_202_ACCEPTED)
 
 
 @post(
@@ -91,6 +101,7 @@ async def request_password_reset(
     tags=["auth"],
     opt=PUBLIC,
     status_code=HTTP_204_NO_CONTENT,
+    raises=[Unauthorized],
 )
 async def confirm_password_reset(request: Request[Any, Any, Any], data: JSONBody[PasswordResetConfirm]) -> None:
     """Set a new password with a reset token; every session of the account ends."""

@@ -18,6 +18,7 @@ from core_api.audit.schemas import EventType
 from core_api.audit.service import Actor, record
 from core_api.auth.lockout import LoginThrottle
 from core_api.auth.passwords import hash_password, verify_password
+from core_api.auth.revocation import revoke_password_resets, revoke_user_sessions
 from core_api.auth.schemas import Principal, TokenPair
 from core_api.auth.tokens import (
     Keyring,
@@ -30,17 +31,17 @@ from core_api.settings import Settings
 from core_api.storage.db import DbPool, load_queries, struct_row, transaction
 from core_api.users.schemas import Role, User
 from core_api.users.service import create_user, normalise_email, validate_password
-from core_api.web.errors import Forbidden, RateLimited, Unauthorized
+from core_api.web.errors import Forbidden, Unauthorized
 
 __all__ = [
     "authenticate",
     "confirm_password_reset",
+    "forget_expired_state",
     "login",
     "logout",
     "refresh",
     "register",
     "request_password_reset",
-    "revoke_user_sessions",
 ]
 
 QUERIES = load_queries("auth")
@@ -103,40 +104,42 @@ async def register(ctx: AuthContext, actor: Actor, *, email: str, password: str,
     return pair
 
 
-async def _locked_out(ctx: AuthContext, kind: str, email: str) -> None:
-    retry_after = await ctx.throttle.retry_after(kind, email)
-    if retry_after is not None:
-        raise RateLimited(
-            "Too many failed attempts for this account; try again later.",
-            headers={"Retry-After": str(retry_after)},
-        )
-
-
 async def login(ctx: AuthContext, actor: Actor, *, email: str, password: str) -> TokenPair:
-    """Check the password (same cost whether or not the email exists) and open a session."""
+    """Check the password (same cost whether or not the email exists) and open a session.
+
+    The attempt is reserved with the lockout before the password is checked (429 when it is locked out), so
+    parallel guesses cannot outrun the count; only a login that opens a session releases its reservation.
+    """
     email = email.strip()
-    await _locked_out(ctx, "login", email)
-    async with ctx.pool.connection() as conn:
-        row = await (await conn.execute(QUERIES["user_for_login"], {"email": email})).fetchone()
-    matches, needs_rehash = await verify_password(row["password_hash"] if row else None, password)
+    attempt = await ctx.throttle.reserve("login", email, actor.ip)
+    try:
+        async with ctx.pool.connection() as conn:
+            row = await (await conn.execute(QUERIES["user_for_login"], {"email": email})).fetchone()
+        matches, needs_rehash = await verify_password(row["password_hash"] if row else None, password)
+    except BaseException:
+        # No verdict reached the caller (our own error, or they hung up): the attempt guessed nothing.
+        await ctx.throttle.release(attempt)
+        raise
     if not matches:
-        locked_now = await ctx.throttle.record_failure("login", email)
+        locked = await ctx.throttle.failed(attempt)
+        email_sha256 = hash_opaque_token(email.lower()).hex()
         async with transaction(ctx.pool) as tx:
             user_id = row["id"] if row else None
             await record(
                 tx, EventType.AUTH_LOGIN_FAILED, actor, ("user", user_id) if user_id else None,
-                metadata={"email_sha256": hash_opaque_token(email.lower()).hex(), "known_user": row is not None},
+                metadata={"email_sha256": email_sha256, "known_user": row is not None},
             )  # fmt: skip
-            if locked_now:
+            if locked:
                 await record(tx, EventType.AUTH_LOCKOUT, actor, ("user", user_id) if user_id else None,
-                             metadata={"email_sha256": hash_opaque_token(email.lower()).hex()})  # fmt: skip
+                             metadata={"email_sha256": email_sha256, "scopes": locked})  # fmt: skip
         raise Unauthorized(_INVALID_CREDENTIALS)
     assert row is not None
     if not row["is_active"]:
+        # Counted as a failure: the right password of a deactivated account opens nothing.
+        await ctx.throttle.failed(attempt)
         async with transaction(ctx.pool) as tx:
             await record(tx, EventType.AUTH_LOGIN_FAILED, actor, ("user", row["id"]), metadata={"reason": "inactive"})
         raise Forbidden("This account is deactivated.")
-    await ctx.throttle.clear("login", email)
     new_hash = await hash_password(password) if needs_rehash else None
     async with transaction(ctx.pool) as tx:
         async with tx.cursor(row_factory=struct_row(User)) as cursor:
@@ -148,6 +151,7 @@ async def login(ctx: AuthContext, actor: Actor, *, email: str, password: str) ->
         await record(
             tx, EventType.AUTH_LOGIN, user_actor, ("user", user.id), metadata={"rehashed": new_hash is not None}
         )
+    await ctx.throttle.succeeded(attempt)
     return pair
 
 
@@ -208,25 +212,21 @@ async def logout(ctx: AuthContext, actor: Actor, principal: Principal) -> None:
                      metadata={"session_id": str(principal.session_id)})  # fmt: skip
 
 
-async def revoke_user_sessions(tx: AsyncConnection[Any], user_id: uuid.UUID, reason: str) -> None:
-    """End every session of a user (their access tokens stop working with them)."""
-    await tx.execute(QUERIES["revoke_user_sessions"], {"user_id": user_id, "reason": reason})
-
-
 async def request_password_reset(ctx: AuthContext, actor: Actor, *, email: str) -> str | None:
     """Create a reset token for the account behind ``email``; the caller never learns whether one exists.
 
     Returns the token for delivery (the notification issue emails it), or ``None`` when no account matches.
     """
     email = normalise_email(email)
-    await _locked_out(ctx, "password_reset", email)
-    # Every request counts toward the per-email limit, so the endpoint cannot be used to flood a mailbox.
-    locked_now = await ctx.throttle.record_failure("password_reset", email)
+    # Every request counts as a failure, so the endpoint cannot be used to flood a mailbox; reserved first, so
+    # parallel requests cannot slip past the count.
+    attempt = await ctx.throttle.reserve("password_reset", email, actor.ip)
+    locked = await ctx.throttle.failed(attempt)
     async with transaction(ctx.pool) as tx:
         row = await (await tx.execute(QUERIES["user_for_login"], {"email": email})).fetchone()
-        if locked_now:
+        if locked:
             await record(tx, EventType.AUTH_LOCKOUT, actor, ("user", row["id"]) if row else None,
-                         metadata={"kind": "password_reset"})  # fmt: skip
+                         metadata={"kind": "password_reset", "scopes": locked})  # fmt: skip
         if row is None or not row["is_active"]:
             return None
         token = new_opaque_token("pr")
@@ -239,22 +239,35 @@ async def request_password_reset(ctx: AuthContext, actor: Actor, *, email: str) 
 
 
 async def confirm_password_reset(ctx: AuthContext, actor: Actor, *, token: str, new_password: str) -> None:
-    """Spend a reset token: set the new password and end every session of the user."""
+    """Spend a reset token of a live, active account: set the new password, end every session of the user and
+    spend the user's other reset tokens.
+
+    The account is re-checked here, not only when the token was issued: a token mailed before a deactivation or
+    deletion must not work after it (those revoke the tokens as well; this check also covers a change racing us).
+    """
     validate_password(new_password, "new_password")
     password_hash = await hash_password(new_password)
+    token_hash = hash_opaque_token(token)
     async with transaction(ctx.pool) as tx:
-        row = await (
-            await tx.execute(QUERIES["take_password_reset"], {"token_hash": hash_opaque_token(token)})
-        ).fetchone()
-        if row is None:
+        owner = await (await tx.execute(QUERIES["lock_password_reset_owner"], {"token_hash": token_hash})).fetchone()
+        taken = None
+        if owner is not None and owner["is_active"]:
+            params = {"token_hash": token_hash, "user_id": owner["id"]}
+            taken = await (await tx.execute(QUERIES["take_password_reset"], params)).fetchone()
+        if taken is None:
             raise Unauthorized("The reset token is invalid or expired.")
-        await tx.execute(QUERIES["change_password"], {"user_id": row["user_id"], "password_hash": password_hash})
-        await revoke_user_sessions(tx, row["user_id"], "password_reset")
-        await record(tx, EventType.AUTH_PASSWORD_RESET_COMPLETED, actor, ("user", row["user_id"]))
+        user_id = taken["user_id"]
+        await tx.execute(QUERIES["change_password"], {"user_id": user_id, "password_hash": password_hash})
+        await revoke_password_resets(tx, user_id)
+        await revoke_user_sessions(tx, user_id, "password_reset")
+        await record(tx, EventType.AUTH_PASSWORD_RESET_COMPLETED, actor, ("user", user_id))
 
 
 async def authenticate(ctx: AuthContext, token: str) -> Principal:
-    """The caller behind a bearer token, checked against the database: live user, open session, not blacklisted."""
+    """The caller behind a bearer token, checked against the database: live user, open session, not blacklisted.
+
+    A session that is missing (never written, or another user's) is treated exactly like a revoked one.
+    """
     claims = decode_access_token(ctx.keyring, ctx.settings, token)
     async with ctx.pool.connection() as conn:
         row = await (
@@ -265,7 +278,7 @@ async def authenticate(ctx: AuthContext, token: str) -> Principal:
         row is None
         or not row["is_active"]
         or row["deleted_at"] is not None
-        or row["session_revoked_at"] is not None
+        or row["session_ended"]
         or row["blacklisted"]
         or (changed_at is not None and claims.iat < int(changed_at.timestamp()))
     ):
@@ -281,3 +294,12 @@ async def authenticate(ctx: AuthContext, token: str) -> Principal:
         token_id=claims.jti,
         token_expires_at=claims.exp,
     )
+
+
+async def forget_expired_state(pool: DbPool) -> int:
+    """Delete what can no longer matter: blacklist entries of expired access tokens, and the PostgreSQL lockout
+    counters whose window has ended. Returns how many rows went."""
+    async with transaction(pool) as tx:
+        blacklist = await tx.execute(QUERIES["purge_expired_blacklist"])
+        counters = await tx.execute(QUERIES["forget_ended_lockout_windows"])
+        return blacklist.rowcount + counters.rowcount

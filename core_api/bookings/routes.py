@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from litestar import Request, Response, delete, get, patch, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
+from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from core_api.auth.guards import PUBLIC, actor_of, principal_of, roles
@@ -22,7 +22,18 @@ from core_api.bookings.idempotency import IdempotencyKey
 from core_api.bookings.schemas import Booking, BookingCreate, BookingPage, BookingStatus, BookingUpdate
 from core_api.users.schemas import Role
 from core_api.web.deps import Pool
-from core_api.web.errors import ValidationFailed
+from core_api.web.errors import (
+    Conflict,
+    Forbidden,
+    HoldExpired,
+    IdempotencyKeyReused,
+    InvalidState,
+    NotFound,
+    SeatTaken,
+    SoldOut,
+    ValidationFailed,
+)
+from core_api.web.parameters import UuidPath
 
 __all__ = ["provide_booking_service", "route_handlers"]
 
@@ -60,6 +71,7 @@ def _booking_id(value: str) -> uuid.UUID:
     opt=_BOOKERS,
     dependencies=_DEPENDENCIES,
     status_code=HTTP_201_CREATED,
+    raises=[SoldOut, SeatTaken, InvalidState, Conflict, IdempotencyKeyReused],
 )
 async def create_booking(
     request: Request[Any, Any, Any],
@@ -68,7 +80,10 @@ async def create_booking(
     idempotency_key: Annotated[
         str | None,
         HeaderParameter(
-            name="Idempotency-Key", description="Any unique string (≤ 255 characters) per intended booking."
+            name="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            description="Any unique string of printable ASCII (at most 255 characters) per intended booking.",
         ),
     ] = None,
 ) -> Response[Booking]:
@@ -123,33 +138,44 @@ async def list_bookings(
     )
 
 
-@get("/bookings/pnr/{pnr:str}", operation_id="getBookingByPnr", tags=["bookings"], opt=PUBLIC)
+@get("/bookings/pnr/{pnr:str}", operation_id="getBookingByPnr", tags=["bookings"], opt=PUBLIC, raises=[NotFound])
 async def get_booking_by_pnr(
     pool: Pool,
-    pnr: FromPath[str],
+    pnr: Annotated[
+        str,
+        PathParameter(
+            pattern=_PNR.pattern,
+            description="a booking reference: 6 characters from A-Z and 2-9 (no I, L, O, 0, 1), e.g. K7X2PQ",
+        ),
+    ],
     last_name: Annotated[
-        str | None, QueryParameter(min_length=1, max_length=100, description="A passenger's last name.")
+        str | None,
+        QueryParameter(min_length=1, max_length=100, required=True, description="A passenger's last name."),
     ] = None,
 ) -> Booking:
     """Manage my booking without an account: the booking with this PNR, when one of its passengers has this last
     name (any case). Any mismatch is the same 404.
     """
-    if not _PNR.match(pnr):
-        raise ValidationFailed.for_field("pnr", "6 characters from A-Z and 2-9 (no I, L, O, 0, 1)")
     if last_name is None or not last_name.strip():
         raise ValidationFailed.for_field("last_name", "required")
     return await service.get_booking_by_pnr(pool, pnr, last_name)
 
 
-@get("/bookings/{id:str}", operation_id="getBooking", tags=["bookings"])
-async def get_booking(request: Request[Any, Any, Any], pool: Pool, id: FromPath[str]) -> Booking:
+@get("/bookings/{id:str}", operation_id="getBooking", tags=["bookings"], raises=[NotFound])
+async def get_booking(request: Request[Any, Any, Any], pool: Pool, id: UuidPath) -> Booking:
     """One booking the caller may see (404 otherwise, whether or not it exists)."""
     return await service.get_booking(pool, _caller(request), _booking_id(id))
 
 
-@patch("/bookings/{id:str}", operation_id="updateBooking", tags=["bookings"], dependencies=_DEPENDENCIES)
+@patch(
+    "/bookings/{id:str}",
+    operation_id="updateBooking",
+    tags=["bookings"],
+    dependencies=_DEPENDENCIES,
+    raises=[NotFound, Forbidden, InvalidState, HoldExpired, SeatTaken],
+)
 async def update_booking(
-    request: Request[Any, Any, Any], bookings: Bookings, id: FromPath[str], data: JSONBody[BookingUpdate]
+    request: Request[Any, Any, Any], bookings: Bookings, id: UuidPath, data: JSONBody[BookingUpdate]
 ) -> Booking:
     """Change contact details (while the booking is live), passenger names and seats (while it awaits payment).
     `seats` replaces the whole assignment. Business owners read only (403).
@@ -164,8 +190,9 @@ async def update_booking(
     tags=["bookings"],
     dependencies=_DEPENDENCIES,
     status_code=HTTP_200_OK,
+    raises=[NotFound, Forbidden, InvalidState],
 )
-async def cancel_booking(request: Request[Any, Any, Any], bookings: Bookings, id: FromPath[str]) -> Booking:
+async def cancel_booking(request: Request[Any, Any, Any], bookings: Bookings, id: UuidPath) -> Booking:
     """Cancel a booking awaiting payment or confirmed: its seats return to sale at once. Answers the cancelled
     booking. Refunds of paid bookings follow the fare rules once payments exist.
     """

@@ -8,7 +8,7 @@ import re
 from typing import Annotated, Any
 
 from litestar import Request, Response, get, patch, post
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED
 
 from core_api.auth.guards import PUBLIC, actor_of, principal_of, roles
@@ -25,7 +25,8 @@ from core_api.flights.schemas import (
 )
 from core_api.users.schemas import Role
 from core_api.web.deps import Pool
-from core_api.web.errors import ValidationFailed
+from core_api.web.errors import Conflict, Forbidden, InvalidState, NotFound, ValidationFailed
+from core_api.web.parameters import PositiveIdPath
 
 __all__ = ["route_handlers"]
 
@@ -63,7 +64,9 @@ async def search_airports(
     pool: Pool,
     q: Annotated[
         str | None,
-        QueryParameter(min_length=1, max_length=64, description="Start of an airport's IATA code, city or name."),
+        QueryParameter(
+            min_length=1, max_length=64, required=True, description="Start of an airport's IATA code, city or name."
+        ),
     ] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=50)] = 10,
 ) -> AirportMatches:
@@ -77,23 +80,30 @@ async def search_airports(
     return await service.search_airports(pool, q, limit=limit)
 
 
-@get("/flights/{id:str}", operation_id="getFlight", tags=["flights"], opt=PUBLIC)
-async def get_flight(pool: Pool, id: FromPath[str]) -> FlightDetail:
+@get("/flights/{id:str}", operation_id="getFlight", tags=["flights"], opt=PUBLIC, raises=[NotFound])
+async def get_flight(pool: Pool, id: PositiveIdPath) -> FlightDetail:
     """A flight with its fare buckets and live seat availability. Times are UTC; each airport carries its time
     zone. Prices are `{amount, currency}` in minor units.
     """
     return await service.get_flight(pool, _flight_id(id))
 
 
-@get("/flights/{id:str}/seats", operation_id="getSeatMap", tags=["flights"], opt=PUBLIC)
-async def get_seat_map(pool: Pool, id: FromPath[str]) -> SeatMap:
+@get("/flights/{id:str}/seats", operation_id="getSeatMap", tags=["flights"], opt=PUBLIC, raises=[NotFound])
+async def get_seat_map(pool: Pool, id: PositiveIdPath) -> SeatMap:
     """A flight's seat map by cabin (front to back) and row: each seat's number, status (AVAILABLE, HELD, OCCUPIED,
     BLOCKED) and features (WINDOW, AISLE, MIDDLE, EXIT_ROW, EXTRA_LEGROOM).
     """
     return await service.get_seat_map(pool, _flight_id(id))
 
 
-@post("/flights", operation_id="createFlight", tags=["flights"], opt=_OPERATORS, status_code=HTTP_201_CREATED)
+@post(
+    "/flights",
+    operation_id="createFlight",
+    tags=["flights"],
+    opt=_OPERATORS,
+    status_code=HTTP_201_CREATED,
+    raises=[Forbidden, Conflict],
+)
 async def create_flight(
     request: Request[Any, Any, Any], pool: Pool, data: JSONBody[FlightCreate]
 ) -> Response[CreatedFlight]:
@@ -108,9 +118,15 @@ async def create_flight(
     return Response(flight, status_code=HTTP_201_CREATED, headers={"Location": f"{request.url.path}/{flight.id}"})
 
 
-@patch("/flights/{id:str}", operation_id="updateFlight", tags=["flights"], opt=_OPERATORS)
+@patch(
+    "/flights/{id:str}",
+    operation_id="updateFlight",
+    tags=["flights"],
+    opt=_OPERATORS,
+    raises=[NotFound, Forbidden, InvalidState],
+)
 async def update_flight(
-    request: Request[Any, Any, Any], pool: Pool, id: FromPath[str], data: JSONBody[FlightUpdate]
+    request: Request[Any, Any, Any], pool: Pool, id: PositiveIdPath, data: JSONBody[FlightUpdate]
 ) -> FlightDetail:
     """Change a flight's status and/or times (ADMIN, or an AIRLINE_AGENT of its airline; another airline's agent
     is 403 — flights are public, so there is nothing to hide).

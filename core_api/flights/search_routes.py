@@ -167,6 +167,16 @@ def _integer(description: str, low: int, high: int) -> ParameterKwarg:
     return QueryParameter(description=description, schema_extra=schema)
 
 
+def _code(description: str, pattern: str, *, required: bool = False) -> ParameterKwarg:
+    # Read as text and checked by parse_search_query (which names every bad field at once), documented as it must be.
+    variants: list[dict[str, object]] = [{"type": "string", "pattern": pattern}]
+    return QueryParameter(
+        description=description,
+        required=required or None,
+        schema_extra={"oneOf": variants if required else [*variants, {"type": "null"}]},
+    )
+
+
 def _one_of(values: Sequence[str]) -> dict[str, object]:
     return {"oneOf": [{"type": "string", "enum": list(values)}, {"type": "null"}]}
 
@@ -180,9 +190,11 @@ def _one_of(values: Sequence[str]) -> dict[str, object]:
 )
 async def search_flights(
     search_service: NamedDependency[SearchService],
-    origin: Annotated[str | None, QueryParameter(description="IATA code of the departure airport, e.g. JFK.")] = None,
+    origin: Annotated[
+        str | None, _code("IATA code of the departure airport, e.g. JFK.", "^[A-Za-z]{3}$", required=True)
+    ] = None,
     destination: Annotated[
-        str | None, QueryParameter(description="IATA code of the arrival airport, e.g. LHR.")
+        str | None, _code("IATA code of the arrival airport, e.g. LHR.", "^[A-Za-z]{3}$", required=True)
     ] = None,
     departure_date: Annotated[
         str | None,
@@ -190,7 +202,8 @@ async def search_flights(
             name="date",
             description="Departure date, local at the origin airport (YYYY-MM-DD): today (anywhere on Earth) "
             f"up to {MAX_DAYS_AHEAD} days ahead.",
-            schema_extra={"oneOf": [{"type": "string", "format": "date"}, {"type": "null"}]},
+            required=True,
+            schema_extra={"oneOf": [{"type": "string", "format": "date"}]},
         ),
     ] = None,
     adults: Annotated[str | None, _integer("Adults, 1-9 (default 1).", 1, MAX_SEATED)] = None,
@@ -210,7 +223,7 @@ async def search_flights(
         str | None,
         _integer("Highest price for the whole party, in minor units of the offer's currency.", 0, 10**15 - 1),
     ] = None,
-    airline: Annotated[str | None, QueryParameter(description="Only this airline (2-character IATA code).")] = None,
+    airline: Annotated[str | None, _code("Only this airline (2-character IATA code).", "^[A-Za-z0-9]{2}$")] = None,
 ) -> SearchResponse:
     """Search bookable flights of one route on one day, priced for the whole party.
 

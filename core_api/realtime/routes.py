@@ -141,7 +141,9 @@ def _answer(hub: Hub, subscriber: Subscriber, frame: str | bytes) -> str:
 
 
 async def _watch_token(context: AuthContext, token: str, subscriber: Subscriber, recheck_seconds: float) -> None:
-    """Close the socket (4401) when its access token expires or stops being accepted (logout, revoked session)."""
+    """Close the socket (4401) when its access token expires or stops being accepted (logout, revoked session), or
+    when its user's role or airline changed: the hub chose what to deliver by the access the socket connected with,
+    so a demoted admin must not keep an admin's view; reconnecting gets the current one."""
     expires_at = subscriber.principal.token_expires_at
     while True:
         remaining = expires_at - time.time()
@@ -152,7 +154,7 @@ async def _watch_token(context: AuthContext, token: str, subscriber: Subscriber,
         if time.time() >= expires_at:
             continue
         try:
-            await authenticate(context, token)
+            current = await authenticate(context, token)
         except AppError:
             # The token may have expired while it was being checked.
             expired = time.time() >= expires_at
@@ -161,6 +163,11 @@ async def _watch_token(context: AuthContext, token: str, subscriber: Subscriber,
         except psycopg.Error as exc:
             # The database being briefly away is not the client's fault; the next check decides.
             logger.warning("realtime: could not re-check a token: %s: %s", type(exc).__name__, exc)
+            continue
+        connected = subscriber.principal
+        if (current.role, current.airline_code) != (connected.role, connected.airline_code):
+            subscriber.request_close(CLOSE_UNAUTHORIZED, "access changed")
+            return
 
 
 route_handlers = [realtime_socket]

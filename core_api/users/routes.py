@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from litestar import Request, delete, get, post, put
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.params import FromQuery, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from core_api.auth.guards import actor_of, principal_of, roles
@@ -15,7 +15,8 @@ from core_api.storage.db import transaction
 from core_api.users import service
 from core_api.users.schemas import Role, User, UserCreate, UserPage, UserStats, UserUpdate
 from core_api.web.deps import Pool
-from core_api.web.errors import ValidationFailed
+from core_api.web.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from core_api.web.parameters import UuidPath
 
 __all__ = ["route_handlers"]
 
@@ -55,7 +56,7 @@ async def list_users(
     return await service.list_users(pool, q=q, role=role, is_active=is_active, page=page, page_size=page_size)
 
 
-@post("/users", operation_id="createUser", tags=["users"], opt=_ADMIN)
+@post("/users", operation_id="createUser", tags=["users"], opt=_ADMIN, raises=[Conflict])
 async def create_user(request: Request[Any, Any, Any], pool: Pool, data: JSONBody[UserCreate]) -> User:
     """Create a user of any role (ADMIN). An AIRLINE_AGENT needs the `airline_code` of a known airline."""
     async with transaction(pool) as tx:
@@ -77,29 +78,36 @@ async def user_stats(pool: Pool) -> UserStats:
     return await service.user_stats(pool)
 
 
-@get("/users/{id:str}", operation_id="getUser", tags=["users"])
-async def get_user(request: Request[Any, Any, Any], pool: Pool, id: FromPath[str]) -> User:
+@get("/users/{id:str}", operation_id="getUser", tags=["users"], raises=[NotFound])
+async def get_user(request: Request[Any, Any, Any], pool: Pool, id: UuidPath) -> User:
     """A user: your own profile, or anyone's for ADMIN and BUSINESS_OWNER. Users you may not see are 404."""
     return await service.get_user(pool, _caller(request), _user_id(id))
 
 
-@put("/users/{id:str}", operation_id="updateUser", tags=["users"])
-async def update_user(
-    request: Request[Any, Any, Any], pool: Pool, id: FromPath[str], data: JSONBody[UserUpdate]
-) -> User:
+@put("/users/{id:str}", operation_id="updateUser", tags=["users"], raises=[NotFound, Forbidden, Conflict])
+async def update_user(request: Request[Any, Any, Any], pool: Pool, id: UuidPath, data: JSONBody[UserUpdate]) -> User:
     """Update a user. Yourself: `full_name`, `phone`, and your password (`current_password` + `new_password`,
     which ends every session). ADMIN, for anyone: also `role`, `is_active` (false ends every session) and
-    `airline_code`. Anyone else sending those is refused with 403 and nothing changes.
+    `airline_code`. Anyone else sending those is refused with 403 and nothing changes. An admin cannot deactivate
+    their own account, nor remove the last active admin (409).
     """
-    return await service.update_user(pool, actor_of(request), _caller(request), _user_id(id), data)
+    throttle = request.app.state.auth.throttle
+    return await service.update_user(pool, throttle, actor_of(request), _caller(request), _user_id(id), data)
 
 
-@delete("/users/{id:str}", operation_id="deleteUser", tags=["users"], opt=_ADMIN, status_code=HTTP_204_NO_CONTENT)
-async def delete_user(request: Request[Any, Any, Any], pool: Pool, id: FromPath[str]) -> None:
+@delete(
+    "/users/{id:str}",
+    operation_id="deleteUser",
+    tags=["users"],
+    opt=_ADMIN,
+    status_code=HTTP_204_NO_CONTENT,
+    raises=[NotFound, Conflict],
+)
+async def delete_user(request: Request[Any, Any, Any], pool: Pool, id: UuidPath) -> None:
     """Delete a user (ADMIN): deactivated, personal data anonymised, every session ended. The last active admin
-    cannot be deleted (409).
+    cannot be deleted, and no admin can delete their own account (409).
     """
-    await service.delete_user(pool, actor_of(request), _user_id(id))
+    await service.delete_user(pool, actor_of(request), _caller(request), _user_id(id))
 
 
 route_handlers = [list_users, create_user, user_stats, get_user, update_user, delete_user]

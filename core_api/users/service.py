@@ -4,27 +4,32 @@ updating (self-service and admin), soft deletion and statistics.
 Who may see whom: a user sees themself; ADMIN and BUSINESS_OWNER see everyone (BUSINESS_OWNER read-only); anyone
 else is told 404. Every change and its audit rows commit in one transaction. A change that would leave no live,
 active ADMIN (demoting, deactivating or deleting the last one) is refused with 409, so the system can always be
-administered without falling back to the CLI.
+administered without falling back to the CLI; so is an admin deleting or deactivating their own account.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import msgspec
+import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from core_api.audit.schemas import EventType
 from core_api.audit.service import Actor, erase_personal_data, record
 from core_api.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, hash_password, verify_password
+from core_api.auth.revocation import revoke_password_resets, revoke_user_sessions
 from core_api.auth.schemas import Principal
 from core_api.storage.db import DbPool, load_queries, struct_row, transaction
 from core_api.users.schemas import DailyCount, Role, User, UserPage, UserStats, UserUpdate
 from core_api.web.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed, register_constraint
+
+if TYPE_CHECKING:
+    from core_api.auth.lockout import LoginThrottle
 
 __all__ = [
     "create_user",
@@ -123,7 +128,13 @@ async def create_user(
     password_hash = await hash_password(password)
     values = {"email": email, "password_hash": password_hash, "full_name": full_name, "phone": phone,
               "role": role.value, "airline_code": airline_code}  # fmt: skip
-    user = await _user_row(tx, "insert_user", values)
+    try:
+        user = await _user_row(tx, "insert_user", values)
+    except psycopg.errors.UniqueViolation as exc:
+        if exc.diag.constraint_name != "users_email_key":
+            raise
+        # Named here rather than by the generic constraint mapping, so the CLI and the API both say which address.
+        raise Conflict(f"A user with the email {email} already exists.") from None
     assert user is not None
     await record(tx, EventType.USER_CREATED, actor, ("user", user.id), after=user)
     return user
@@ -201,13 +212,6 @@ async def user_stats(pool: DbPool) -> UserStats:
     )
 
 
-async def _end_sessions(tx: AsyncConnection[Any], user_id: UUID, reason: str) -> None:
-    # Imported here: core_api.auth.service imports this module (registration shares create_user).
-    from core_api.auth.service import revoke_user_sessions
-
-    await revoke_user_sessions(tx, user_id, reason)
-
-
 async def _keep_an_admin(tx: AsyncConnection[Any], user: User) -> None:
     """Refuse to remove the last live, active ADMIN; call before demoting, deactivating or deleting ``user``."""
     if user.role is not Role.ADMIN or not user.is_active:
@@ -223,6 +227,13 @@ async def _refuse(pool: DbPool, event_type: EventType, actor: Actor, user_id: UU
     """Audit a refused change in a transaction of its own (the change itself writes nothing)."""
     async with transaction(pool) as tx:
         await record(tx, event_type, actor, ("user", user_id), metadata=metadata)
+
+
+def _not_oneself(principal: Principal, user_id: UUID, action: str) -> None:
+    """Refuse an admin deleting or deactivating their own account: a slip that locks them out at once (and may
+    leave the others without the admin they counted on); another admin has to do it."""
+    if principal.id == user_id:
+        raise Conflict(f"You cannot {action} your own account; ask another admin.")
 
 
 async def _check_update_allowed(
@@ -242,6 +253,8 @@ async def _check_update_allowed(
             "Only an admin may change role, is_active or airline_code.",
             errors=[FieldError(name, "only an admin may change this") for name in admin_fields],
         )
+    if changes.is_active is False:
+        _not_oneself(principal, user_id, "deactivate")
     wants_password = changes.new_password is not msgspec.UNSET
     if wants_password != (changes.current_password is not msgspec.UNSET):
         missing = "current_password" if wants_password else "new_password"
@@ -250,19 +263,32 @@ async def _check_update_allowed(
         raise Forbidden("Only the account holder can change its password; use a password reset instead.")
 
 
-async def _verified_password_hash(pool: DbPool, actor: Actor, user_id: UUID, current_password: str) -> str:
-    """The stored hash, once ``current_password`` matches it (checked outside any transaction: it is slow)."""
+async def _verified_password_hash(
+    pool: DbPool, throttle: LoginThrottle, actor: Actor, user_id: UUID, current_password: str
+) -> str:
+    """The stored hash, once ``current_password`` matches it (checked outside any transaction: it is slow).
+
+    The check is a guess at the same secret as a login, so it is reserved and counted by the login lockout: a
+    stolen access token does not make this an unlimited password oracle.
+    """
     async with pool.connection() as conn:
         row = await _one(conn, "password_hash", {"id": user_id})
     if row is None:
         raise NotFound("User not found.")
+    attempt = await throttle.reserve("login", row["email"], actor.ip)
     matches, _ = await verify_password(row["password_hash"], current_password)
     if not matches:
-        await _refuse(pool, EventType.AUTH_PASSWORD_CHANGE_FAILED, actor, user_id, reason="wrong_current_password")
+        locked = await throttle.failed(attempt)
+        async with transaction(pool) as tx:
+            await record(tx, EventType.AUTH_PASSWORD_CHANGE_FAILED, actor, ("user", user_id),
+                         metadata={"reason": "wrong_current_password"})  # fmt: skip
+            if locked:
+                await record(tx, EventType.AUTH_LOCKOUT, actor, ("user", user_id), metadata={"scopes": locked})
         raise Forbidden(
             "The current password is not correct.",
             errors=[FieldError("current_password", "does not match the account's password")],
         )
+    await throttle.succeeded(attempt)
     return str(row["password_hash"])
 
 
@@ -304,14 +330,16 @@ async def _audit_update(
         await record(tx, EventType.AUTH_PASSWORD_CHANGED, actor, entity)
 
 
-async def update_user(pool: DbPool, actor: Actor, principal: Principal, user_id: UUID, changes: UserUpdate) -> User:
+async def update_user(
+    pool: DbPool, throttle: LoginThrottle, actor: Actor, principal: Principal, user_id: UUID, changes: UserUpdate
+) -> User:
     """Apply a self-service or admin update; see :class:`UserUpdate` for who may send what."""
     await _check_update_allowed(pool, actor, principal, user_id, changes)
     full_name = None if changes.full_name is msgspec.UNSET else _validate_name(changes.full_name)
     password: dict[str, Any] | None = None
     if changes.new_password is not msgspec.UNSET and changes.current_password is not msgspec.UNSET:
         validate_password(changes.new_password, "new_password")
-        verified_hash = await _verified_password_hash(pool, actor, user_id, changes.current_password)
+        verified_hash = await _verified_password_hash(pool, throttle, actor, user_id, changes.current_password)
         password = {"id": user_id, "verified_hash": verified_hash,
                     "password_hash": await hash_password(changes.new_password)}  # fmt: skip
 
@@ -326,22 +354,24 @@ async def update_user(pool: DbPool, actor: Actor, principal: Principal, user_id:
             after = await _user_row(tx, "change_password", password)
             if after is None:
                 raise Conflict("The password was changed meanwhile; try again.")
-            await tx.execute(QUERIES["spend_password_resets"], {"id": user_id})
         assert after is not None
         if password is not None or (before.is_active and not after.is_active):
-            await _end_sessions(tx, user_id, "password_change" if password else "deactivated")
+            await revoke_user_sessions(tx, user_id, "password_change" if password else "deactivated")
+        if password is not None or (before.is_active and not after.is_active) or after.role is not before.role:
+            await revoke_password_resets(tx, user_id)
         await _audit_update(tx, actor, before, after, changed, password_changed=password is not None)
     return after
 
 
-async def delete_user(pool: DbPool, actor: Actor, user_id: UUID) -> None:
+async def delete_user(pool: DbPool, actor: Actor, principal: Principal, user_id: UUID) -> None:
     """Soft-delete a user: deactivated, personal data anonymised, password unusable, every session ended."""
+    _not_oneself(principal, user_id, "delete")
     async with transaction(pool) as tx:
         before = await _fetch_user(tx, "lock_user", user_id)
         await _keep_an_admin(tx, before)
         await tx.execute(QUERIES["soft_delete_user"], {"id": user_id})
-        await _end_sessions(tx, user_id, "deleted")
-        await tx.execute(QUERIES["spend_password_resets"], {"id": user_id})
+        await revoke_user_sessions(tx, user_id, "deleted")
+        await revoke_password_resets(tx, user_id)
         # The audit trail outlives the account, so it keeps no personal data of it: what its rows kept apart goes
         # (their chained part holds references only), and the deletion's own row records none.
         erased = await erase_personal_data(tx, user_id)

@@ -14,13 +14,15 @@ A handler declares its body as ``data: BookingCreate`` and receives it decoded. 
 
 Every refusal is a 422 naming the field, in words from the field's type (see :mod:`core_api.web.messages`):
 malformed JSON, invalid UTF-8, nesting deeper than the decoder allows, a NUL character in any string (PostgreSQL
-cannot store it), a value of the wrong type, an unknown field (request Structs set ``forbid_unknown_fields``).
+cannot store it), a time that cannot be moved to UTC (``0001-01-01T00:00:00+01:00``), a value of the wrong type, an
+unknown field (request Structs set ``forbid_unknown_fields``).
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Generator
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -38,13 +40,9 @@ if TYPE_CHECKING:
     from litestar.openapi.spec import Reference, Schema
     from litestar.typing import FieldDefinition
 
-__all__ = ["JSON_MEDIA_TYPE", "RequestBody", "StrictJSON", "decode_body", "require_json_body", "takes_body"]
+__all__ = ["JSON_MEDIA_TYPE", "StrictJSON", "decode_body", "require_json_body", "takes_body"]
 
 JSON_MEDIA_TYPE = "application/json"
-
-
-class RequestBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """Base of request bodies: unknown fields are refused (and documented so, ``additionalProperties: false``)."""
 
 
 @functools.cache
@@ -52,25 +50,40 @@ def _decoder(body_type: Any) -> msgspec.json.Decoder[Any]:
     return msgspec.json.Decoder(body_type, strict=True)
 
 
-def _nul_path(value: Any, path: FieldPath) -> FieldPath | None:
-    """The path of the first string holding a NUL character in a decoded body, if any."""
+def _unstorable(value: Any) -> str | None:
+    """Why a decoded value cannot go on, if it cannot."""
     if isinstance(value, str):
-        return path if "\x00" in value else None
+        return "must not contain NUL characters" if "\x00" in value else None
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        try:
+            value.astimezone(UTC)
+        except OverflowError:
+            return "must be an instant between years 1 and 9999 in UTC"
+    return None
+
+
+def _refused_value(value: Any, path: FieldPath) -> tuple[FieldPath, str] | None:
+    """The path of the first value in a decoded body that cannot go on (see :func:`_unstorable`), and why."""
+    if (reason := _unstorable(value)) is not None:
+        return path, reason
     if isinstance(value, msgspec.Struct):
         for field in msgspec.structs.fields(value):
-            if (found := _nul_path(getattr(value, field.name), [*path, field.encode_name])) is not None:
+            if (found := _refused_value(getattr(value, field.name), [*path, field.encode_name])) is not None:
                 return found
     elif isinstance(value, list | tuple | set | frozenset):
         for index, item in enumerate(value):
-            if (found := _nul_path(item, [*path, index])) is not None:
+            if (found := _refused_value(item, [*path, index])) is not None:
                 return found
     elif isinstance(value, dict):
         for key, item in value.items():
-            if (found := _nul_path(key, [*path, str(key)])) is not None:
-                return found
-            if (found := _nul_path(item, [*path, str(key)])) is not None:
+            if (found := _refused_value(key, [*path, str(key)]) or _refused_value(item, [*path, str(key)])) is not None:
                 return found
     return None
+
+
+# What the walk looks for can only be in a body holding these bytes: a NUL arrives escaped (a raw one is malformed
+# JSON), and only a time in year 1 or 9999 can fall outside the range of datetime once moved to UTC.
+_SUSPECT_BYTES = (b"\\u0000", b'"0001-', b'"9999-')
 
 
 def _refusal(exc: msgspec.ValidationError, body_type: Any) -> ValidationFailed:
@@ -90,9 +103,9 @@ def decode_body(body: bytes, body_type: Any) -> Any:
         raise ValidationFailed.for_field("body", "malformed JSON: not valid UTF-8") from None
     except RecursionError:
         raise ValidationFailed.for_field("body", "malformed JSON: nested too deeply") from None
-    # A NUL can only arrive escaped (a raw one is malformed JSON), so most bodies skip the walk.
-    if b"\\u0000" in body and (path := _nul_path(value, [])) is not None:
-        raise ValidationFailed.for_field(render_path(path), "must not contain NUL characters")
+    if any(suspect in body for suspect in _SUSPECT_BYTES) and (refused := _refused_value(value, [])) is not None:
+        path, reason = refused
+        raise ValidationFailed.for_field(render_path(path), reason)
     return value
 
 
@@ -157,7 +170,7 @@ async def require_json_body(connection: ASGIConnection[Any, Any, Any, Any], hand
     """
     data_field = handler.parsed_data_field
     if data_field is None or not isinstance(connection, Request):
-        return
+        return  # no body to check (or a WebSocket, whose frames the handler reads itself)
     content_type, options = connection.content_type
     headers = connection.headers
     sent_something = bool(content_type) or headers.get("content-length", "0") != "0" or "transfer-encoding" in headers

@@ -42,6 +42,7 @@ __all__ = [
     "UnsupportedMediaType",
     "ValidationFailed",
     "exception_handlers",
+    "http_code",
     "map_database_error",
 ]
 
@@ -177,6 +178,11 @@ _HTTP_CODES: dict[int, tuple[str, str]] = {
 }
 
 
+def http_code(status: int) -> tuple[str, str]:
+    """The code and title a Litestar HTTP error of ``status`` is answered with."""
+    return _HTTP_CODES.get(status, ("BAD_REQUEST" if status < 500 else "INTERNAL_ERROR", "Request failed"))
+
+
 def problem_response(
     status: int,
     code: str,
@@ -234,7 +240,7 @@ def _http_error_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Respon
     status = exc.status_code
     if status >= 500:
         return _internal_error_handler(_, exc)
-    code, title = _HTTP_CODES.get(status, ("BAD_REQUEST" if status < 500 else "INTERNAL_ERROR", "Request failed"))
+    code, title = http_code(status)
     headers = {str(k): str(v) for k, v in (exc.headers or {}).items()}
     # Litestar's 405 already lists the allowed methods in its Allow header.
     return problem_response(status, code, title, exc.detail or title, headers=headers)

@@ -142,7 +142,8 @@ def explain(message: str, *, description: str | None = None, choices: list[str] 
     if bound := _BOUND.match(message):
         return f"must be {_COMPARISONS[bound['op']]} {bound['bound']}"
     if wrong := _WRONG_TYPE.match(message):
-        expected = _TYPE_NAMES.get(wrong["expected"], f"`{wrong['expected']}`")
+        bare = wrong["expected"].removesuffix(" | null")  # an optional value: null is allowed too, but unlikely meant
+        expected = _TYPE_NAMES.get(bare, f"`{bare}`")
         return f"must be {expected}, not {_GOT.get(wrong['got'], wrong['got'])}"
     return _PLAIN.get(message, message)
 

@@ -7,7 +7,8 @@ Two plugins, installed by ``create_app``:
   fields and ``additionalProperties: false`` (``forbid_unknown_fields``) that are enforced, nested ones included
   (Litestar's own Struct schemas drop the constraints of list items and write integer bounds as floats).
 - :class:`OperationDocs` sees every route as it is registered and documents, per operation: the bearer security
-  scheme (required unless ``opt`` says ``public``; optional on public routes, which still refuse a bad token), and
+  scheme (required unless ``opt`` says ``public``; optional on public routes, which still refuse a bad token; the
+  ops token instead, optional, on ``opt`` ``ops`` routes, which loopback clients may call without it), and
   each error response the operation can really give, as ``application/problem+json`` with the :class:`Problem`
   schema — 401 always (a bad token; a missing one too unless public), 403 when ``opt`` restricts roles, 413 and 415
   when it takes a body, 422 when it takes a body or parameters, 429 unless exempt from rate limits, plus the domain
@@ -25,19 +26,22 @@ import inspect
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 import msgspec.inspect as mi
+from litestar.exceptions import HTTPException
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import Components, Operation, Reference, Schema, SecurityScheme
+from litestar.openapi.spec import Components, Operation, Parameter, Reference, Schema, SecurityScheme
 from litestar.openapi.spec.enums import OpenAPIFormat, OpenAPIType
 from litestar.plugins import InitPlugin, OpenAPISchemaPlugin
 from litestar.plugins.base import ReceiveRoutePlugin
 from litestar.routes import HTTPRoute
 from litestar.typing import FieldDefinition
 
-from core_api.web.errors import _HTTP_CODES, PROBLEM_MEDIA_TYPE, AppError, Problem
+from core_api.web.bodies import takes_body
+from core_api.web.errors import PROBLEM_MEDIA_TYPE, AppError, Problem, http_code
 from core_api.web.ratelimit import is_exempt_path
 
 if TYPE_CHECKING:
@@ -47,9 +51,10 @@ if TYPE_CHECKING:
     from litestar.handlers import HTTPRouteHandler
     from litestar.routes import BaseRoute
 
-__all__ = ["BEARER_SCHEME", "OperationDocs", "StructSchemas", "error_statuses"]
+__all__ = ["BEARER_SCHEME", "OPS_SCHEME", "OperationDocs", "StructSchemas", "error_statuses"]
 
 BEARER_SCHEME = "bearerAuth"
+OPS_SCHEME = "opsToken"
 
 # --- Struct schemas ------------------------------------------------------------------------------------------------
 
@@ -95,14 +100,24 @@ def _named_types(root: Any) -> dict[str, Any]:
             found[info.cls] = None
         pending.extend(_inner_types(info))
 
-    def fullname(cls: Any) -> str:
-        return re.sub(r"[^a-zA-Z0-9.\-_]", "_", f"{cls.__module__}.{cls.__qualname__}")
+    def normalise(name: str) -> str:
+        return re.sub(r"[^a-zA-Z0-9.\-_]", "_", name)
+
+    def short(cls: Any) -> str:
+        if hasattr(cls, "__origin__"):  # a generic Struct: Page[User]
+            arguments = ", ".join(getattr(arg, "__name__", repr(arg)) for arg in cls.__args__)
+            return normalise(f"{cls.__origin__.__name__}[{arguments}]")
+        return normalise(cls.__name__)
+
+    def full(cls: Any) -> str:
+        cls = getattr(cls, "__origin__", cls)
+        return normalise(f"{cls.__module__}.{cls.__qualname__}")
 
     # As msgspec names components: the class name, or the full import path when two classes share a name.
     counts: dict[str, int] = defaultdict(int)
     for cls in found:
-        counts[cls.__name__] += 1
-    return {(cls.__name__ if counts[cls.__name__] == 1 else fullname(cls)): cls for cls in found}
+        counts[short(cls)] += 1
+    return {(short(cls) if counts[short(cls)] == 1 else full(cls)): cls for cls in found}
 
 
 def _to_schema(node: Any, resolve: Callable[[str], Schema | Reference]) -> Any:
@@ -147,10 +162,15 @@ class StructSchemas(OpenAPISchemaPlugin):
         return not field_definition.is_union and field_definition.is_subclass_of(msgspec.Struct)
 
     def to_openapi_schema(self, field_definition: FieldDefinition, schema_creator: SchemaCreator) -> Schema:
-        struct = field_definition.type_
+        # The annotation keeps a generic Struct's arguments (Page[User]); type_ would be the bare Page.
+        struct = (
+            field_definition.annotation
+            if hasattr(field_definition.annotation, "__origin__")
+            else field_definition.type_
+        )
         names = _named_types(struct)
         _, components = msgspec.json.schema_components([struct], ref_template="{name}")
-        own_name = next(name for name, cls in names.items() if cls is struct)
+        own_name = next(name for name, cls in names.items() if cls == struct)
 
         def resolve(name: str) -> Schema | Reference:
             return schema_creator.for_field_definition(FieldDefinition.from_annotation(names[name]))
@@ -162,7 +182,8 @@ class StructSchemas(OpenAPISchemaPlugin):
         schema.type = OpenAPIType.OBJECT
         schema.title = own_name
         # msgspec dedents a docstring only when its first line is indented too; cleandoc handles both.
-        schema.description = inspect.cleandoc(struct.__doc__) if struct.__doc__ else None
+        doc = getattr(field_definition.type_, "__doc__", None)
+        schema.description = inspect.cleandoc(doc) if doc else None
         return schema
 
 
@@ -177,6 +198,7 @@ _DERIVED_DESCRIPTIONS = {
     429: "Too many requests from this client; retry after `Retry-After` seconds.",
 }
 _PUBLIC_401 = "A bearer token was sent but is malformed, expired or revoked (this operation needs none)."
+_OPS_401 = "Called from beyond loopback without the ops token (`Authorization: Bearer <FLIGHTDESK_OPS_TOKEN>`)."
 
 
 def _litestar_error_body(response: Any) -> bool:
@@ -208,19 +230,70 @@ class _ProblemOperation(Operation):
                 for status, response in self.responses.items()
                 if isinstance(response, Reference) or not _litestar_error_body(response)
             }
+        for parameter in self.parameters or ():
+            if isinstance(parameter, Parameter) and isinstance(parameter.schema, Schema):
+                parameter.schema = _parameter_schema(parameter.schema)
 
 
-def _codes(errors: list[type[AppError]]) -> str:
-    return ", ".join(f"`{code}`" for code in dict.fromkeys(error.code for error in errors))
+def _is_null(schema: Any) -> bool:
+    kind = schema.get("type") if isinstance(schema, dict) else getattr(schema, "type", None)
+    return kind in (OpenAPIType.NULL, "null")
+
+
+def _whole_bounds(schema: Schema) -> Schema:
+    # Litestar writes the ge/le of an integer parameter as floats (1.0); an integer's bounds are integers.
+    for name in ("minimum", "maximum", "exclusive_minimum", "exclusive_maximum"):
+        value = getattr(schema, name)
+        if isinstance(value, float) and value.is_integer():
+            setattr(schema, name, int(value))
+    return schema
+
+
+def _parameter_schema(schema: Schema) -> Schema | Reference:
+    """A parameter's schema as the wire has it: without the ``null`` alternative of an optional Python type (a query,
+    path or header value is never JSON null; an absent one is what ``required: false`` says), integers bounded by
+    integers.
+    """
+    if not schema.one_of:
+        return _whole_bounds(schema)
+    options = [
+        _to_schema(option, _no_references) if isinstance(option, dict) else option
+        for option in schema.one_of
+        if not _is_null(option)
+    ]
+    if len(options) > 1:
+        return dataclasses.replace(schema, one_of=options)
+    [option] = options
+    rest = {name: value for name, value in vars(schema).items() if value is not None and name != "one_of"}
+    if isinstance(option, Reference):
+        return Schema(all_of=[option], **rest) if rest else option
+    return _whole_bounds(dataclasses.replace(option, **rest))
+
+
+def _no_references(name: str) -> Schema | Reference:
+    raise ValueError(f"a parameter's schema_extra refers to {name!r}; declare the type instead")
+
+
+def _code_and_title(error: type[HTTPException]) -> tuple[str, str]:
+    if issubclass(error, AppError):
+        return error.code, error.title
+    # Litestar's own exceptions are rendered as problems too, with the code of their status.
+    return http_code(error.status_code)
+
+
+def _codes(errors: list[type[HTTPException]]) -> str:
+    named = dict.fromkeys(_code_and_title(error) for error in errors)
+    return ", ".join(f"`{code}` ({title.lower()})" for code, title in named)
 
 
 def error_statuses(handler: HTTPRouteHandler, kwargs_model: KwargsModel, path: str) -> dict[int, str]:
     """Status -> description of each error response ``handler`` (at ``path``) can give."""
     public = bool(handler.opt.get("public"))
-    statuses: dict[int, str] = {401: _PUBLIC_401 if public else _DERIVED_DESCRIPTIONS[401]}
+    ops = bool(handler.opt.get("ops"))
+    statuses: dict[int, str] = {401: _OPS_401 if ops else _PUBLIC_401 if public else _DERIVED_DESCRIPTIONS[401]}
     if roles := handler.opt.get("roles"):
         statuses[403] = f"{_DERIVED_DESCRIPTIONS[403]} Allowed: {', '.join(sorted(roles))}."
-    if handler.parsed_data_field is not None:
+    if takes_body(handler):
         statuses[413] = _DERIVED_DESCRIPTIONS[413]
         statuses[415] = _DERIVED_DESCRIPTIONS[415]
     takes_parameters = (
@@ -229,18 +302,18 @@ def error_statuses(handler: HTTPRouteHandler, kwargs_model: KwargsModel, path: s
         or kwargs_model.expected_header_params
         or kwargs_model.expected_cookie_params
     )
-    if handler.parsed_data_field is not None or takes_parameters:
+    if takes_body(handler) or takes_parameters:
         statuses[422] = _DERIVED_DESCRIPTIONS[422]
     if not is_exempt_path(path):
         statuses[429] = _DERIVED_DESCRIPTIONS[429]
-    declared: dict[int, list[type[AppError]]] = defaultdict(list)
+    declared: dict[int, list[type[HTTPException]]] = defaultdict(list)
     for error in handler.raises or ():
-        if isinstance(error, type) and issubclass(error, AppError):
-            declared[error.status].append(error)
+        declared[error.status_code].append(error)
     for status, errors in declared.items():
         derived = statuses.get(status)
-        code = _HTTP_CODES.get(status, ("", ""))[1] or errors[0].title
-        statuses[status] = f"{derived} Also: {_codes(errors)}." if derived else f"{code}: {_codes(errors)}."
+        statuses[status] = (
+            f"{derived} Also: {_codes(errors)}." if derived else f"{HTTPStatus(status).phrase}: {_codes(errors)}."
+        )
     return dict(sorted(statuses.items()))
 
 
@@ -267,7 +340,13 @@ class OperationDocs(InitPlugin, ReceiveRoutePlugin):
                         scheme="bearer",
                         bearer_format="JWT",
                         description="The `access_token` of `POST /api/v1/auth/login` (or register, refresh).",
-                    )
+                    ),
+                    OPS_SCHEME: SecurityScheme(
+                        type="http",
+                        scheme="bearer",
+                        description="`FLIGHTDESK_OPS_TOKEN`: opens the operations endpoints to callers beyond "
+                        "loopback (loopback clients need no token). No user's token, and it opens nothing else.",
+                    ),
                 }
             )
             existing = config.components if isinstance(config.components, list) else [config.components]
@@ -292,4 +371,7 @@ class OperationDocs(InitPlugin, ReceiveRoutePlugin):
             handler.responses = {**derived, **(handler.responses or {})}
             handler.operation_class = _ProblemOperation
             bearer: dict[str, list[str]] = {BEARER_SCHEME: []}
-            handler.security = [{}, bearer] if handler.opt.get("public") else [bearer]
+            if handler.opt.get("ops"):
+                handler.security = [{}, {OPS_SCHEME: []}]
+            else:
+                handler.security = [{}, bearer] if handler.opt.get("public") else [bearer]

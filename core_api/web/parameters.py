@@ -11,10 +11,10 @@ value with a control character with a bare 400 before the app runs.)
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from litestar.enums import ParamType
-from litestar.params import ParameterKwarg
+from litestar.params import ParameterKwarg, PathParameter
 
 from core_api.web.errors import FieldError, ValidationFailed
 
@@ -22,7 +22,21 @@ if TYPE_CHECKING:
     from litestar.connection import ASGIConnection
     from litestar.handlers.base import BaseRouteHandler
 
-__all__ = ["check_parameters", "declared_headers"]
+__all__ = ["PositiveIdPath", "UuidPath", "check_parameters", "declared_headers"]
+
+# Path ids stay text in the signature (so a malformed one is a 422 naming it, not the router's bare 404) and say in
+# the schema what they must look like; routes turn them into their type.
+UuidPath = Annotated[
+    str,
+    PathParameter(
+        pattern=r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+        description="a UUID, e.g. 3f2c8e1a-6b4d-4c2e-9f1a-0b5d7c9e2a41",
+        schema_extra={"format": "uuid"},
+    ),
+]
+PositiveIdPath = Annotated[
+    str, PathParameter(pattern=r"^[1-9][0-9]{0,18}$", description="a positive whole number, e.g. 42")
+]
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _MESSAGE = "must not contain control characters (such as NUL, tab or newline)"

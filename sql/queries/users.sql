@@ -22,8 +22,8 @@ WHERE id = %(id)s AND deleted_at IS NULL
 FOR UPDATE
 
 -- password_hash --
--- The password hash of a live user (for a password change).
-SELECT password_hash FROM users WHERE id = %(id)s AND deleted_at IS NULL
+-- The password hash of a live user, and the email its lockout counters go by (for a password change).
+SELECT email, password_hash FROM users WHERE id = %(id)s AND deleted_at IS NULL
 
 -- lock_admin_removal --
 -- Serialise changes that could remove an admin (demote, deactivate, delete) until this transaction ends.
@@ -58,10 +58,6 @@ SET deleted_at = now(), is_active = false, email = 'deleted-' || id || '@deleted
     updated_at = now()
 WHERE id = %(id)s AND deleted_at IS NULL
 RETURNING id, role
-
--- spend_password_resets --
--- Spend every outstanding password-reset token of a user.
-UPDATE password_reset_tokens SET used_at = now() WHERE user_id = %(id)s AND used_at IS NULL
 
 -- read_only_snapshot --
 -- Make this transaction read one snapshot (a page and its total agree) and write nothing.

@@ -150,6 +150,30 @@ async def test_tokens_that_must_not_work(client: httpx.AsyncClient, customer: di
     assert (await client.get("/api/v1/auth/me", headers=bearer(good))).status_code == 200
 
 
+async def test_a_token_naming_a_session_that_is_not_its_users_open_one_is_refused(
+    client: httpx.AsyncClient, register: Register, pool: AsyncConnectionPool
+) -> None:
+    ann, bob = await register("ann@example.com"), await register("bob@example.com")
+    claims = claims_of(ann["access_token"])
+    forged = {
+        # Signed with a real key: a leaked key, or a token minted before its session row was written, must still
+        # be refused unless the session it names is open and belongs to its user.
+        "no such session": forge({**claims, "sid": str(uuid.uuid4()), "jti": str(uuid.uuid4())}),
+        "another user's session": forge({**claims, "sid": claims_of(bob["access_token"])["sid"]}),
+    }
+    for name, token in forged.items():
+        response = await client.get("/api/v1/auth/me", headers=bearer(token))
+        assert response.status_code == 401, name
+        assert response.json()["code"] == "UNAUTHORIZED", name
+    # A session past its absolute lifetime is over too, even while the access token has minutes left.
+    async with pool.connection() as conn:
+        await conn.execute(
+            "UPDATE sessions SET expires_at = now() - interval '1 second' WHERE family_id = %s", (claims["sid"],)
+        )
+    assert (await client.get("/api/v1/auth/me", headers=bearer(ann["access_token"]))).status_code == 401
+    assert (await client.get("/api/v1/auth/me", headers=bearer(bob["access_token"]))).status_code == 200
+
+
 async def test_token_of_a_deleted_or_deactivated_user_stops_working(
     client: httpx.AsyncClient, register: Register, pool: AsyncConnectionPool
 ) -> None:

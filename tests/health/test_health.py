@@ -4,6 +4,8 @@ import time
 from datetime import UTC, datetime
 
 import httpx
+import msgspec
+import pytest
 import redis.asyncio as aioredis
 
 from core_api.app import create_app
@@ -67,3 +69,57 @@ async def test_stopped_redis_reads_down_quickly_while_postgres_stays_up(settings
             proxy.heal()
             response = await client.get("/api/v1/health/services")
             assert {s["name"]: s["status"] for s in response.json()["services"]}["redis"] == "up"
+
+
+# Who may read the infrastructure: loopback clients and holders of the ops token; liveness is everyone's. ----------
+
+OPS_TOKEN = "ops-token-for-the-tests-0123456789"
+OPS_PATHS = ("/api/v1/health/services", "/metrics")
+
+
+def with_ops_token(settings: Settings, token: str | None = OPS_TOKEN) -> Settings:
+    return msgspec.structs.replace(settings, ops_token=token)
+
+
+@pytest.mark.parametrize("client_ip", ["127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"])
+async def test_loopback_clients_read_the_ops_endpoints_without_a_token(settings: Settings, client_ip: str) -> None:
+    async with serve_in_loop(create_app(settings), client_ip=client_ip) as client:
+        services = await client.get("/api/v1/health/services")
+        assert services.status_code in (200, 503)  # 503: no worker heartbeat here; the report is what matters
+        assert {service["name"] for service in services.json()["services"]} == {"postgres", "redis", "worker"}
+        metrics = await client.get("/metrics")
+        assert metrics.status_code == 200
+        assert "flightdesk_request_duration_seconds" in metrics.text
+
+
+@pytest.mark.parametrize("token", [None, OPS_TOKEN])
+@pytest.mark.parametrize("client_ip", ["203.0.113.9", "10.0.0.7", "::ffff:203.0.113.9"])
+async def test_other_clients_without_the_token_learn_nothing_about_the_infrastructure(
+    settings: Settings, client_ip: str, token: str | None
+) -> None:
+    # Configured or not, a caller that does not present the token is refused; liveness stays public.
+    async with serve_in_loop(create_app(with_ops_token(settings, token)), client_ip=client_ip) as client:
+        for path in OPS_PATHS:
+            for headers in ({}, {"Authorization": "Bearer not-the-ops-token-at-all"}):
+                response = await client.get(path, headers=headers)
+                assert response.status_code == 401, (path, headers)
+                assert response.headers["content-type"].startswith("application/problem+json")
+                problem = response.json()
+                assert problem["code"] == "UNAUTHORIZED"
+                assert "postgres" not in response.text
+                assert "flightdesk_" not in response.text
+        assert (await client.get("/api/v1/health")).status_code == 200
+
+
+async def test_the_ops_token_opens_the_ops_endpoints_from_anywhere_and_nothing_else(settings: Settings) -> None:
+    async with serve_in_loop(create_app(with_ops_token(settings)), client_ip="203.0.113.9") as client:
+        ops = {"Authorization": f"Bearer {OPS_TOKEN}"}
+        services = await client.get("/api/v1/health/services", headers=ops)
+        assert services.status_code in (200, 503)
+        assert services.json()["services"][0]["name"] == "postgres"
+        metrics = await client.get("/metrics", headers=ops)
+        assert metrics.status_code == 200
+        assert "flightdesk_request_duration_seconds" in metrics.text
+        # It is not a user's token: the rest of the API refuses it.
+        assert (await client.get("/api/v1/auth/me", headers=ops)).status_code == 401
+        assert (await client.get("/api/v1/users", headers=ops)).status_code == 401

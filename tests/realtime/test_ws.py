@@ -207,6 +207,27 @@ async def test_a_socket_closes_with_4401_when_its_session_ends(
     assert closed.value.rcvd.reason == "access token revoked"
 
 
+@pytest.mark.parametrize(
+    ("role", "change"),
+    [(Role.ADMIN, {"role": "CUSTOMER"}), (Role.AIRLINE_AGENT, {"airline_code": OTHER_AIRLINE})],
+    ids=["admin-demoted", "agent-moved-to-another-airline"],
+)
+async def test_a_socket_closes_when_its_users_access_changes(
+    make_account: MakeAccount, http: httpx.AsyncClient, port: int, role: Role, change: dict[str, str]
+) -> None:
+    # The socket chose what to deliver by the role it connected with; it must not keep an ADMIN's (or another
+    # airline's) view for the rest of its token's life once that access is gone.
+    account, admin = await make_account(role), await make_account(Role.ADMIN)
+    async with open_socket(port, account) as inbox:
+        headers = {"Authorization": f"Bearer {admin.token}"}
+        changed = await http.put(f"/api/v1/users/{account.id}", json=change, headers=headers)
+        assert changed.status_code == 200, changed.text
+        with pytest.raises(ConnectionClosed) as closed:
+            await inbox.next("never")
+    assert closed.value.rcvd is not None
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4401, "access changed")
+
+
 async def test_a_socket_closes_with_4401_when_its_token_expires(
     make_account: MakeAccount, realtime_settings: Settings, served_app: Any, port: int
 ) -> None:

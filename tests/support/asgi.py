@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-__all__ = ["serve_in_loop"]
+__all__ = ["client_from", "serve_in_loop"]
 
 
 @contextlib.asynccontextmanager
@@ -39,7 +39,11 @@ async def _lifespan(app: Any) -> AsyncIterator[None]:
 
 @contextlib.asynccontextmanager
 async def serve_in_loop(app: Any, *, client_ip: str = "127.0.0.1") -> AsyncIterator[httpx.AsyncClient]:
-    async with _lifespan(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=(client_ip, 50000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield client
+    async with _lifespan(app), client_from(app, client_ip) as client:
+        yield client
+
+
+def client_from(app: Any, client_ip: str) -> httpx.AsyncClient:
+    """Another client of an app already served by :func:`serve_in_loop`, arriving from ``client_ip``."""
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=(client_ip, 50000))
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
