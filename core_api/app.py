@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import swagger_ui_bundle
-from litestar import Litestar, MediaType, Response, Router
+from litestar import Litestar, MediaType, Request, Response, Router, get
 from litestar.config.compression import CompressionConfig
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
@@ -21,6 +22,9 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.static_files import create_static_files_router
 from litestar.status_codes import HTTP_404_NOT_FOUND
 
+from core_api.audit.rate_limits import RateLimitAudit
+from core_api.audit.routes import route_handlers as audit_routes
+from core_api.audit.sealer import refresh_backlog_gauges
 from core_api.auth.guards import OPS, AuthenticationMiddleware, authorize
 from core_api.auth.lockout import LoginThrottle
 from core_api.auth.routes import route_handlers as auth_routes
@@ -61,6 +65,12 @@ class MetricsController(PrometheusController):
     include_in_schema = False
     guards = (authorize,)
     opt = OPS
+
+    @get()
+    async def get(self, request: Request[Any, Any, Any]) -> Response:
+        # Gauges read from the database are brought up to date by the scrape itself (none is polled in between).
+        await refresh_backlog_gauges(request.app.state.pool)
+        return await PrometheusController.get.fn(self)
 
 
 async def _docs_not_found_as_problem(response: Response) -> Response:
@@ -107,6 +117,10 @@ def create_app(
         app.state.pool, app.state.redis = pool, redis
         app.state.auth = AuthContext(settings, keyring, pool, throttle)
         app.state.bookings = BookingService(pool, redis, settings, cipher)
+        app.state.audit_retention_days = settings.audit.retention_days
+        # Refusals of the rate limiter are audited in aggregate (see core_api.audit.rate_limits).
+        app.state.rate_limit_audit = refusals = RateLimitAudit(pool, settings.audit.rate_limit_flush_seconds)
+        await refusals.start()
         # One Redis subscription per process feeds its WebSockets; it never fails the start when Redis is down.
         app.state.hub = hub = Hub(redis, realtime)
         await hub.start()
@@ -114,6 +128,7 @@ def create_app(
             yield
         finally:
             await hub.stop()
+            await refusals.stop()
             await redis.aclose()
             await pool.close()
 
@@ -126,6 +141,7 @@ def create_app(
             *flight_routes,
             *search_routes,
             *booking_routes,
+            *audit_routes,
             *realtime_routes,
         ],
         # Who may call first; then parameters and body, the only input a handler sees (all refusals are 4xx).

@@ -17,6 +17,7 @@ import msgspec
 __all__ = [
     "AmadeusSettings",
     "ApiSettings",
+    "AuditSettings",
     "AuthSettings",
     "BookingSettings",
     "DatabaseSettings",
@@ -127,6 +128,18 @@ class BookingSettings(_Section, frozen=True):
     """Most seats one customer, or one agent, may hold unpaid at once (OWASP API6: no hoarding of inventory)."""
 
 
+class AuditSettings(_Section, frozen=True):
+    seal_interval_seconds: float = 0.5
+    """How often the worker's sealer looks for committed audit rows to link into the hash chain (it goes on at once
+    while full batches come out); the seal lag is about this plus the longest open transaction."""
+    retention_days: int = 90
+    """Age past which the worker's nightly retention (and ``DELETE /audit/logs/cleanup`` without a value) deletes
+    sealed audit rows; the chain stays verifiable from a checkpoint."""
+    rate_limit_flush_seconds: float = 10.0
+    """Requests refused by the rate limiter are counted per client in each API process and written as one
+    ``security.rate_limited`` row per client this often, so a storm of refusals costs no write per request."""
+
+
 class WarehouseSettings(_Section, frozen=True):
     path: Path | None = None
     """DuckDB file of the marts; default ``<state_dir>/warehouse.duckdb``."""
@@ -154,6 +167,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     search: SearchSettings = msgspec.field(default_factory=SearchSettings)
     amadeus: AmadeusSettings = msgspec.field(default_factory=AmadeusSettings)
     booking: BookingSettings = msgspec.field(default_factory=BookingSettings)
+    audit: AuditSettings = msgspec.field(default_factory=AuditSettings)
     warehouse: WarehouseSettings = msgspec.field(default_factory=WarehouseSettings)
 
     @property
@@ -173,6 +187,7 @@ _SECTIONS: dict[str, type[_Section]] = {
     "search": SearchSettings,
     "amadeus": AmadeusSettings,
     "booking": BookingSettings,
+    "audit": AuditSettings,
     "warehouse": WarehouseSettings,
 }
 

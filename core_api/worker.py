@@ -3,12 +3,14 @@
 It publishes a heartbeat that ``/health/services`` reads, runs the outbox relay beside the jobs (started in
 :func:`on_startup`, stopped in :func:`on_shutdown`), runs ``dispatch_event``, the job the relay enqueues for each
 event, the booking crons (releasing lapsed holds every few seconds, forgetting expired idempotency keys) and the
-auth cleanup (expired blacklist entries, ended lockout windows).
+auth cleanup (expired blacklist entries, ended lockout windows). The audit sealer runs beside them on a thread of its
+own (chaining committed audit rows within a second or so), and audit retention nightly.
 Later domains add their jobs and crons (notifications) to :class:`WorkerSettings`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -16,6 +18,9 @@ from typing import Any, ClassVar
 from arq import cron
 from arq.connections import RedisSettings
 
+from core_api.audit._chain import cleanup
+from core_api.audit.sealer import Sealer
+from core_api.audit.service import SYSTEM
 from core_api.auth.service import forget_expired_state
 from core_api.bookings.idempotency import delete_expired_keys
 from core_api.bookings.service import BookingService, release_lapsed_holds
@@ -29,6 +34,7 @@ __all__ = [
     "HEARTBEAT_KEY",
     "HEARTBEAT_STALE_SECONDS",
     "WorkerSettings",
+    "audit_retention",
     "expire_holds",
     "forget_expired_auth_state",
     "forget_idempotency_keys",
@@ -59,6 +65,12 @@ async def forget_idempotency_keys(ctx: dict[str, Any]) -> int:
     return await delete_expired_keys(ctx["bookings"].pool)
 
 
+async def audit_retention(ctx: dict[str, Any]) -> int:
+    """Delete sealed audit rows past ``FLIGHTDESK_AUDIT_RETENTION_DAYS`` (the chain stays verifiable)."""
+    result = await cleanup(ctx["bookings"].pool, SYSTEM, get_settings().audit.retention_days)
+    return result.deleted
+
+
 async def forget_expired_auth_state(ctx: dict[str, Any]) -> int:
     """Delete expired access-token blacklist entries and lockout counters whose window has ended."""
     return await forget_expired_state(ctx["pool"])
@@ -75,10 +87,16 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     relay = OutboxRelay(ctx["database_url"], ctx["redis"])
     await relay.start()
     ctx["outbox_relay"] = relay
+    sealer = Sealer(ctx["database_url"], interval=settings.audit.seal_interval_seconds)
+    sealer.start()
+    ctx["audit_sealer"] = sealer
     logger.info("worker started")
 
 
 async def on_shutdown(ctx: dict[str, Any]) -> None:
+    sealer: Sealer | None = ctx.pop("audit_sealer", None)
+    if sealer is not None:
+        await asyncio.to_thread(sealer.stop)
     relay: OutboxRelay | None = ctx.pop("outbox_relay", None)
     if relay is not None:
         await relay.stop()
@@ -105,6 +123,7 @@ class WorkerSettings:
         cron(heartbeat, second=set(range(0, 60, HEARTBEAT_INTERVAL_SECONDS)), run_at_startup=False, unique=False),
         cron(expire_holds, second=set(range(0, 60, HOLD_SWEEP_INTERVAL_SECONDS)), run_at_startup=True),
         cron(forget_idempotency_keys, minute=set(range(0, 60, 10)), second={30}),
+        cron(audit_retention, hour={3}, minute={17}, second={0}),
         cron(forget_expired_auth_state, minute=set(range(5, 60, 10)), second={30}),
     ]
     on_startup = on_startup

@@ -116,10 +116,11 @@ async def run_closed_loop(
     expect: int | None = None,
     bodies: Sequence[Any] | None = None,
 ) -> LoadResult:
-    """``path`` may be a callable returning a fresh path per request (to defeat caches). ``headers`` may be a list,
-    one entry per connection (connection ``i`` sends ``headers[i % len(headers)]``: one account each, say), and so
-    may ``bodies`` (sent instead of ``json``). A response is an error when its status is 400 or above, or, with
-    ``expect``, anything but ``expect``.
+    """``path`` may be a callable returning a fresh path per request (to defeat caches), and ``json`` one returning a
+    fresh body per request (a booking on a flight drawn at random). ``headers`` may be a list, one entry per connection
+    (connection ``i`` sends ``headers[i % len(headers)]``: one account each, say), and so may ``bodies`` (sent instead
+    of ``json``). A response is an error when its status is 400 or above, or, with ``expect``, anything but
+    ``expect``.
     """
     latencies: list[float] = []
     errors = 0
@@ -131,11 +132,12 @@ async def run_closed_loop(
         async def worker(index: int) -> None:
             nonlocal errors
             sent = headers[index % len(headers)] if isinstance(headers, Sequence) else headers
-            body = bodies[index % len(bodies)] if bodies else json
+            fixed = bodies[index % len(bodies)] if bodies else None
             while time.perf_counter() < deadline:
                 target = path() if callable(path) else path
                 started = time.perf_counter()
                 try:
+                    body = fixed if bodies else (json() if callable(json) else json)
                     response = await client.request(method, target, json=body, headers=sent)
                     ok = response.status_code == expect if expect is not None else response.status_code < 400
                     failure = f"HTTP {response.status_code}"

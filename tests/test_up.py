@@ -75,6 +75,7 @@ def test_up_runs_everything_and_stops_cleanly(fresh_environment: dict[str, str])
             "postgres": "up",
             "redis": "up",
             "worker": "up",
+            "audit_sealer": "up",
         }
         assert httpx.get(f"{base}/api/docs").status_code == 200
         # Through granian, this test is a loopback client: the ops endpoints answer it without a token.

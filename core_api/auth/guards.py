@@ -20,6 +20,7 @@ from litestar.enums import ScopeType
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import ASGIMiddleware
 
+from core_api.audit.schemas import EventType
 from core_api.audit.service import Actor, record
 from core_api.auth.schemas import Principal
 from core_api.auth.service import authenticate
@@ -137,7 +138,7 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
         async with transaction(pool) as tx:
             await record(
                 tx,
-                "security.access_denied",
+                EventType.SECURITY_ACCESS_DENIED,
                 actor_of(connection),
                 metadata={"method": connection.scope.get("method"), "path": connection.url.path},
             )

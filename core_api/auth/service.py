@@ -14,6 +14,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
+from core_api.audit.schemas import EventType
 from core_api.audit.service import Actor, record
 from core_api.auth.lockout import LoginThrottle
 from core_api.auth.passwords import hash_password, verify_password
@@ -98,8 +99,8 @@ async def register(ctx: AuthContext, actor: Actor, *, email: str, password: str,
     async with transaction(ctx.pool) as tx:
         user = await create_user(tx, actor, email=email, password=password, full_name=full_name, role=Role.CUSTOMER)
         pair = await _open_session(ctx, tx, user, actor)
-        await record(tx, "auth.register", Actor(id=user.id, role=user.role, ip=actor.ip, user_agent=actor.user_agent),
-                     ("user", user.id))  # fmt: skip
+        user_actor = Actor(id=user.id, role=user.role, ip=actor.ip, user_agent=actor.user_agent)
+        await record(tx, EventType.AUTH_REGISTER, user_actor, ("user", user.id))
     return pair
 
 
@@ -125,11 +126,11 @@ async def login(ctx: AuthContext, actor: Actor, *, email: str, password: str) ->
         async with transaction(ctx.pool) as tx:
             user_id = row["id"] if row else None
             await record(
-                tx, "auth.login_failed", actor, ("user", user_id) if user_id else None,
+                tx, EventType.AUTH_LOGIN_FAILED, actor, ("user", user_id) if user_id else None,
                 metadata={"email_sha256": email_sha256, "known_user": row is not None},
             )  # fmt: skip
             if locked:
-                await record(tx, "auth.lockout", actor, ("user", user_id) if user_id else None,
+                await record(tx, EventType.AUTH_LOCKOUT, actor, ("user", user_id) if user_id else None,
                              metadata={"email_sha256": email_sha256, "scopes": locked})  # fmt: skip
         raise Unauthorized(_INVALID_CREDENTIALS)
     assert row is not None
@@ -137,7 +138,7 @@ async def login(ctx: AuthContext, actor: Actor, *, email: str, password: str) ->
         # Counted as a failure: the right password of a deactivated account opens nothing.
         await ctx.throttle.failed(attempt)
         async with transaction(ctx.pool) as tx:
-            await record(tx, "auth.login_failed", actor, ("user", row["id"]), metadata={"reason": "inactive"})
+            await record(tx, EventType.AUTH_LOGIN_FAILED, actor, ("user", row["id"]), metadata={"reason": "inactive"})
         raise Forbidden("This account is deactivated.")
     new_hash = await hash_password(password) if needs_rehash else None
     async with transaction(ctx.pool) as tx:
@@ -147,7 +148,9 @@ async def login(ctx: AuthContext, actor: Actor, *, email: str, password: str) ->
         assert user is not None
         pair = await _open_session(ctx, tx, user, actor)
         user_actor = Actor(id=user.id, role=user.role, ip=actor.ip, user_agent=actor.user_agent)
-        await record(tx, "auth.login", user_actor, ("user", user.id), metadata={"rehashed": new_hash is not None})
+        await record(
+            tx, EventType.AUTH_LOGIN, user_actor, ("user", user.id), metadata={"rehashed": new_hash is not None}
+        )
     await ctx.throttle.succeeded(attempt)
     return pair
 
@@ -164,7 +167,7 @@ async def refresh(ctx: AuthContext, actor: Actor, *, refresh_token: str) -> Toke
         if token["spent_at"] is not None and token["revoked_at"] is None and token["session_revoked_at"] is None:
             await tx.execute(QUERIES["revoke_family"], {"family_id": token["family_id"], "reason": "reuse_detected"})
             await record(
-                tx, "auth.refresh_reuse_detected", actor, ("user", token["user_id"]),
+                tx, EventType.AUTH_REFRESH_REUSE_DETECTED, actor, ("user", token["user_id"]),
                 metadata={"session_id": str(token["family_id"])},
             )  # fmt: skip
         elif (
@@ -185,7 +188,7 @@ async def refresh(ctx: AuthContext, actor: Actor, *, refresh_token: str) -> Toke
             await tx.execute(QUERIES["touch_session"], {"family_id": token["family_id"], "ip": actor.ip})
             pair = await _issue_pair(ctx, tx, user, token["family_id"])
             user_actor = Actor(id=user.id, role=user.role, ip=actor.ip, user_agent=actor.user_agent)
-            await record(tx, "auth.refresh", user_actor, ("user", user.id),
+            await record(tx, EventType.AUTH_REFRESH, user_actor, ("user", user.id),
                          metadata={"session_id": str(token["family_id"])})  # fmt: skip
             return pair
     # The revocation above is committed before the caller hears "no".
@@ -205,7 +208,7 @@ async def logout(ctx: AuthContext, actor: Actor, principal: Principal) -> None:
             },
         )
         await tx.execute(QUERIES["revoke_family"], {"family_id": principal.session_id, "reason": "logout"})
-        await record(tx, "auth.logout", actor, ("user", principal.id),
+        await record(tx, EventType.AUTH_LOGOUT, actor, ("user", principal.id),
                      metadata={"session_id": str(principal.session_id)})  # fmt: skip
 
 
@@ -222,7 +225,7 @@ async def request_password_reset(ctx: AuthContext, actor: Actor, *, email: str) 
     async with transaction(ctx.pool) as tx:
         row = await (await tx.execute(QUERIES["user_for_login"], {"email": email})).fetchone()
         if locked:
-            await record(tx, "auth.lockout", actor, ("user", row["id"]) if row else None,
+            await record(tx, EventType.AUTH_LOCKOUT, actor, ("user", row["id"]) if row else None,
                          metadata={"kind": "password_reset", "scopes": locked})  # fmt: skip
         if row is None or not row["is_active"]:
             return None
@@ -231,7 +234,7 @@ async def request_password_reset(ctx: AuthContext, actor: Actor, *, email: str) 
             QUERIES["insert_password_reset"],
             {"user_id": row["id"], "token_hash": hash_opaque_token(token), "ttl": PASSWORD_RESET_TTL_SECONDS},
         )
-        await record(tx, "auth.password_reset_requested", actor, ("user", row["id"]))
+        await record(tx, EventType.AUTH_PASSWORD_RESET_REQUESTED, actor, ("user", row["id"]))
     return token
 
 
@@ -257,7 +260,7 @@ async def confirm_password_reset(ctx: AuthContext, actor: Actor, *, token: str, 
         await tx.execute(QUERIES["change_password"], {"user_id": user_id, "password_hash": password_hash})
         await revoke_password_resets(tx, user_id)
         await revoke_user_sessions(tx, user_id, "password_reset")
-        await record(tx, "auth.password_reset_completed", actor, ("user", user_id))
+        await record(tx, EventType.AUTH_PASSWORD_RESET_COMPLETED, actor, ("user", user_id))
 
 
 async def authenticate(ctx: AuthContext, token: str) -> Principal:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from core_api.audit.schemas import EventType
 from core_api.audit.service import SYSTEM, record
 from core_api.bookings._common import (
     BOOKING_EVENTS,
@@ -76,7 +77,7 @@ async def cancel_booking(service: BookingService, actor: Actor, principal: Princ
         [cancelled] = await fetch_bookings(tx, [booking_id])
         await record(
             tx,
-            "booking.cancelled",
+            EventType.BOOKING_CANCELLED,
             actor,
             ("booking", booking_id),
             before=booking.snapshot(),
@@ -107,7 +108,7 @@ async def release_lapsed_holds(service: BookingService, *, limit: int = 500) -> 
             await emit_booking_event(tx, "booking.expired", booking, status=BookingStatus.EXPIRED)
             await record(
                 tx,
-                "booking.expired",
+                EventType.BOOKING_EXPIRED,
                 SYSTEM,
                 ("booking", booking.id),
                 before=booking.snapshot(),
@@ -195,7 +196,7 @@ async def update_booking(
         [updated] = await fetch_bookings(tx, [booking_id])
         await record(
             tx,
-            "booking.updated",
+            EventType.BOOKING_UPDATED,
             actor,
             ("booking", booking_id),
             before=booking.snapshot(),

@@ -1,10 +1,11 @@
 """Creating a booking (SPEC §5): one transaction checks the flight, the travellers and the holder's unpaid-seat cap,
 writes the booking, claims the chosen seats and writes the passengers, then takes the fare bucket's seats with an
 ``UPDATE`` whose condition is the bucket's CHECK (the row lock serialises buyers of the bucket until commit), in
-one pipeline with the outbox event, the stored idempotent answer, the audit row and the COMMIT.
+one pipeline with the audit row (first: it takes no lock), the outbox event, the stored idempotent answer and the
+COMMIT.
 
 Locks are taken in one order by every creating writer — the holder's user row (the cap), seats by seat number, the
-fare bucket, the audit chain head — and nothing but the database is awaited while they are held. The contended one,
+fare bucket — and nothing but the database is awaited while they are held. The contended one,
 the fare bucket, is taken last and held for a single round trip.
 """
 
@@ -23,6 +24,7 @@ import msgspec
 import psycopg
 from psycopg.pq import TransactionStatus
 
+from core_api.audit.schemas import EventType
 from core_api.audit.service import record_in_pipeline
 from core_api.bookings import idempotency
 from core_api.bookings._changes import cancel_booking, release_lapsed_holds, update_booking
@@ -359,13 +361,14 @@ async def _take_seats_and_commit(
     try:
         async with tx.pipeline() as pipeline:
             try:
+                # The audit row first: it takes no lock, so it need not run while the bucket's row lock is held.
+                entity = ("booking", draft.booking_id)
+                after = written.snapshot()
+                await record_in_pipeline(tx, EventType.BOOKING_CREATED, actor, entity, after=after, metadata=metadata)
                 await tx.execute(QUERIES["take_fare_seats"], {"fare_id": fare.id, "seats": written.seat_count})
                 await emit_booking_event(tx, "booking.created", written, status=BookingStatus.PENDING_PAYMENT)
                 if key is not None:
                     await idempotency.store(tx, key, 201, body)
-                entity = ("booking", draft.booking_id)
-                after = written.snapshot()
-                await record_in_pipeline(tx, "booking.created", actor, entity, after=after, metadata=metadata)
                 await tx.execute("COMMIT")
                 await pipeline.sync()
             except psycopg.Error as exc:  # the first error: an oversold bucket, or the connection lost

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from core_api.audit.schemas import EventType
 from core_api.audit.service import record
 from core_api.flights._search_cache import changing_flights
 from core_api.flights._store import QUERIES, ensure_may_operate, fetch_detail, fetch_seat_map, schedule_errors
@@ -239,5 +240,5 @@ async def create_flight(
         await affected.note(flight_id)
         detail = await fetch_detail(tx, flight_id)
         seat_map = await fetch_seat_map(tx, flight_id)
-        await record(tx, "flight.created", actor, ("flight", flight_id), after=audit_snapshot(detail))
+        await record(tx, EventType.FLIGHT_CREATED, actor, ("flight", flight_id), after=audit_snapshot(detail))
     return CreatedFlight(**msgspec.structs.asdict(detail), seat_map=seat_map)

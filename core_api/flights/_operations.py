@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
+from core_api.audit.schemas import EventType
 from core_api.audit.service import record
 from core_api.flights._search_cache import changing_flights
 from core_api.flights._store import QUERIES, arrival_errors, departure_errors, ensure_may_operate, fetch_detail
@@ -80,7 +81,7 @@ class _Plan:
     status: FlightStatus
     departure_at: datetime
     arrival_at: datetime
-    event_type: str
+    event_type: EventType
     change: Change | None
 
 
@@ -163,11 +164,11 @@ def plan_update(current: _Flight, update: FlightUpdate, now: datetime) -> _Plan 
     if status is current.status and not retimed:
         return None
     change: Change | None = None
-    event_type = "flight.updated"
+    event_type = EventType.FLIGHT_UPDATED
     if status is FlightStatus.CANCELLED:
-        change, event_type = "cancelled", "flight.cancelled"
+        change, event_type = "cancelled", EventType.FLIGHT_CANCELLED
     elif status is FlightStatus.DELAYED:
-        change, event_type = "delayed", "flight.delayed"
+        change, event_type = "delayed", EventType.FLIGHT_DELAYED
     elif retimed:
         change = "retimed"
     return _Plan(status, departure, arrival, event_type, change)

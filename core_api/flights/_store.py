@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from core_api.audit.schemas import EventType
 from core_api.audit.service import record
 from core_api.flights.schemas import Cabin, CabinSeats, FlightDetail, Seat, SeatMap, SeatRow, SeatStatus
 from core_api.storage.db import load_queries, struct_row, transaction
@@ -121,7 +122,7 @@ async def ensure_may_operate(
     async with transaction(pool) as tx:
         await record(
             tx,
-            "security.access_denied",
+            EventType.SECURITY_ACCESS_DENIED,
             actor,
             ("flight", flight_id) if flight_id is not None else None,
             metadata={"reason": "flight of another airline", "airline_code": airline_code},

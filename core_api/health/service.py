@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from core_api.audit.sealer import SEAL_LAG_ALERT_SECONDS, read_backlog, update_backlog_gauges
 from core_api.health.schemas import ServiceHealth, ServicesHealth
 from core_api.worker import HEARTBEAT_KEY, HEARTBEAT_STALE_SECONDS
 
@@ -28,6 +29,8 @@ async def _timed(name: str, probe: Callable[[], Awaitable[str | None]]) -> Servi
             detail = await probe()
     except TimeoutError:
         return ServiceHealth(name, "down", detail=f"no answer within {CHECK_TIMEOUT_SECONDS:g}s")
+    except LookupError as exc:  # a check that got its answer, and the answer is bad: say what it was
+        return ServiceHealth(name, "down", detail=str(exc))
     except Exception as exc:  # noqa: BLE001 - any failure of a dependency is reported, not raised
         return ServiceHealth(name, "down", detail=type(exc).__name__)
     latency = round((time.perf_counter() - started) * 1000, 2)
@@ -54,8 +57,23 @@ async def check_services(pool: DbPool, redis: aioredis.Redis) -> ServicesHealth:
             raise LookupError("worker heartbeat is stale")
         return f"last heartbeat {age:.0f}s ago"
 
+    async def audit_sealer() -> str | None:
+        async with pool.connection(timeout=CHECK_TIMEOUT_SECONDS) as conn:
+            backlog = await read_backlog(conn)
+        update_backlog_gauges(backlog)
+        age = backlog.oldest_age_seconds
+        summary = f"{backlog.unsealed} audit rows not sealed yet, the oldest {age:.1f}s old"
+        if age > SEAL_LAG_ALERT_SECONDS:
+            raise LookupError(summary)
+        return summary
+
     services = list(
-        await asyncio.gather(_timed("postgres", postgres), _timed("redis", ping_redis), _timed("worker", worker))
+        await asyncio.gather(
+            _timed("postgres", postgres),
+            _timed("redis", ping_redis),
+            _timed("worker", worker),
+            _timed("audit_sealer", audit_sealer),
+        )
     )
     healthy = all(service.status != "down" for service in services)
     return ServicesHealth("ok" if healthy else "degraded", services)

@@ -125,21 +125,35 @@ def _copy_text(text: str) -> str:
 
 
 class AuditChain:
-    """Appends rows to the chain after the row ``last_id`` (hash ``last_hash``; None when the chain is empty).
+    """Chains rows after the chain's end (``last_hash`` at ``next_position - 1``; None when the chain is empty).
 
-    Each :meth:`append` returns the row as one line of ``COPY audit_logs (id, occurred_at, event_type, actor_id,
-    actor_role, ip, user_agent, request_id, entity_type, entity_id, before, after, metadata, prev_hash, hash)``
-    in text format. Rows must be appended in chain order; the seed has no IP address nor request id to record.
+    Each :meth:`append` returns the row as one line of ``COPY audit_logs (COPY_COLUMNS)`` in text format, with the
+    next id of a block the caller reserved (the seed holds the table, so nobody else draws ids meanwhile); its
+    ``xact_id`` is the seed's transaction, by the column's default. :meth:`take_seal` closes the rows appended since
+    the last call into one ``audit_seals`` line, as ``audit_seal`` (migration 0011) would have written it. Rows must
+    be appended in chain order; the seed has no IP address nor request id to record.
     """
 
     COPY_COLUMNS = (
         "id, occurred_at, event_type, actor_id, actor_role, ip, user_agent, request_id, entity_type, entity_id, "
-        "before, after, metadata, prev_hash, hash"
+        "before, after, metadata"
     )
+    SEAL_COLUMNS = "seal_no, first_position, audit_ids, hashes, prev_hash, last_xact_id, last_id, horizon"
+    PERSONAL_COLUMNS = 'audit_id, subjects, salt, "values"'
 
-    def __init__(self, last_id: int, last_hash: bytes | None) -> None:
-        self.last_id = last_id
+    def __init__(
+        self, *, next_id: int, next_position: int, next_seal_no: int, last_hash: bytes | None, xact_id: str
+    ) -> None:
+        self.last_id = next_id - 1
         self.last_hash = last_hash
+        self.xact_id = xact_id
+        self.appended = 0
+        self.first_position = next_position
+        self._next_position = next_position
+        self._next_seal_no = next_seal_no
+        self._seal_prev = last_hash
+        self._seal_ids: list[str] = []
+        self._seal_hashes: list[bytes] = []
 
     def append(
         self,
@@ -164,19 +178,40 @@ class AuditChain:
             f'"{SEED_USER_AGENT}", null, {_json_word(entity_type)}, {_json_string(entity_id)}, '
             f"{before or 'null'}, {after or 'null'}, {metadata}]"
         )
-        previous = self.last_hash
-        digest = hashlib.sha256((previous or b"") + canonical.encode()).digest()
+        digest = hashlib.sha256((self.last_hash or b"") + canonical.encode()).digest()
         self.last_id, self.last_hash = row_id, digest
+        self.appended += 1
+        self._seal_ids.append(str(row_id))
+        self._seal_hashes.append(digest)
         if _NEEDS_COPY_ESCAPE.search(f"{entity_id}{before or ''}{after or ''}{metadata}"):
             # Rare (a backslash, as in an escaped quote, or a control character): escape the free-form fields.
             entity_id, metadata = _copy_text(entity_id), _copy_text(metadata)
             before, after = before and _copy_text(before), after and _copy_text(after)
-        fields = (
+        return (
             f"{row_id}\t{date_text} {clock}+00\t{event_type}\t{actor_id or _NULL}\t{actor_role or _NULL}\t{_NULL}\t"
             f"{SEED_USER_AGENT}\t{_NULL}\t{entity_type}\t{entity_id}\t{before or _NULL}\t{after or _NULL}\t"
-            f"{metadata}"
+            f"{metadata}\n"
         )
-        return f"{fields}\t{_bytea(previous)}\t{_bytea(digest)}\n"
+
+    def personal_line(self, salt: bytes, values: dict[str, Any], subjects: tuple[str, ...]) -> str:
+        """The ``COPY audit_personal_data (PERSONAL_COLUMNS)`` line of the row appended last."""
+        text = _copy_text(jsonb_text(values))
+        return f"{self.last_id}\t{{{','.join(subjects)}}}\t{_bytea(salt)}\t{text}\n"
+
+    def take_seal(self) -> str | None:
+        """The ``COPY audit_seals (SEAL_COLUMNS)`` line sealing the rows appended since the last call, if any."""
+        if not self._seal_ids:
+            return None
+        line = (
+            f"{self._next_seal_no}\t{self._next_position}\t{{{','.join(self._seal_ids)}}}\t"
+            f"{_bytea(b''.join(self._seal_hashes))}\t{_bytea(self._seal_prev)}\t{self.xact_id}\t{self.last_id}\t"
+            f"{_NULL}\n"
+        )
+        self._next_seal_no += 1
+        self._next_position += len(self._seal_ids)
+        self._seal_prev = self.last_hash
+        self._seal_ids, self._seal_hashes = [], []
+        return line
 
 
 def _bytea(value: bytes | None) -> str:

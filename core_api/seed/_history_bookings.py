@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 
+from core_api.audit._personal import split_value
 from core_api.seed._history_audit import AuditChain, copy_timestamp, jsonb_text, to_datetime
 from core_api.seed._history_model import (
     AuditEvent,
@@ -154,9 +155,12 @@ class BookingHistory:
         self.bookings = self.passengers = self.audit_events = self.unplaced = 0
         self._days = self._daily_counts()
         for agent in agents:
+            salt = rng.randbytes(16)
+            after, personal = split_value(
+                {"email": agent.email, "full_name": agent.full_name, "role": agent.role}, salt
+            )
             self._later(AuditEvent(agent.registered_at, "user.created", None, "SYSTEM", ("user", agent.id),
-                                   after=jsonb_text({"email": agent.email, "full_name": agent.full_name,
-                                                     "role": agent.role})))  # fmt: skip
+                                   after=jsonb_text(after), personal=(salt, personal, (agent.id,))))  # fmt: skip
 
     # -- when ------------------------------------------------------------------------------------------------------
 
@@ -223,6 +227,7 @@ class BookingHistory:
 
     def _take_chunk(self) -> HistoryChunk:
         chunk, self._chunk = self._chunk, HistoryChunk()
+        chunk.seal = self._chain_head.take_seal()
         return chunk
 
     def _later(self, event: AuditEvent) -> None:
@@ -242,6 +247,8 @@ class BookingHistory:
                 metadata=event.metadata,
             )
         )
+        if event.personal is not None:
+            self._chunk.personal.append(self._chain_head.personal_line(*event.personal))
 
     def _chain_until(self, moment: int | None) -> None:
         """Chain every registration and pending event up to ``moment`` (None: all of them), oldest first."""

@@ -10,7 +10,7 @@ import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from core_api.seed._history_people import SeededUser
 
@@ -87,6 +87,8 @@ class AuditEvent:
     before: str | None = None
     after: str | None = None
     metadata: str = "{}"
+    personal: tuple[bytes, dict[str, Any], tuple[str, ...]] | None = None
+    """What the row keeps apart (see ``core_api.audit._personal``): salt, values by reference, the users concerned."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +127,9 @@ class HistoryChunk:
     bookings: list[str] = field(default_factory=list)
     passengers: list[str] = field(default_factory=list)
     audit: list[str] = field(default_factory=list)
+    personal: list[str] = field(default_factory=list)
+    # The seal of this chunk's audit rows (COPY text of one audit_seals row), if any were chained.
+    seal: str | None = None
     # Booking slots drawn (made or, rarely, not placed on any flight) — for the progress bar.
     slots: int = 0
 

@@ -12,9 +12,13 @@ head.
 - Inventory: each bucket's ``seats_available`` drops by the seats its PENDING_PAYMENT and CONFIRMED bookings took
   (passengers bar infants). No seat numbers are assigned: the seeded passengers chose none, as a booking may, so
   the seat maps stay AVAILABLE and ``passengers.seat_no`` NULL.
-- Audit: rows go on at the end of the chain, behind any rows already there, in time order; the chain head is
-  locked from then until the seed commits, and left at the last row so the next :func:`record` continues it.
-  The hashes are computed client-side (``_history_audit``) and a sample of them recomputed by the server.
+- Audit: rows go on at the end of the chain, behind any rows already there, in time order, sealed by the seed
+  itself. It locks ``audit_logs`` against writers until it commits (as the chain head was locked before the
+  sealer existed), seals what is pending, then appends its rows, their seals and the personal data of its
+  accounts with ``COPY``; ids come from the table's sequence (a block the seed moves past). Its rows sort after
+  every earlier one, being of its own transaction, so it may seal them only when no older transaction of the
+  database is still open: otherwise it leaves them to the worker's sealer. The hashes are computed client-side
+  (``_history_audit``) and a sample of them recomputed by the server.
 - Payments do not exist yet: :func:`payment_history` is where the seeded payments and refunds will come from.
 - Speed: one chunk of rows is generated in a worker thread while the previous one is being copied, so the
   Python process and the server work at the same time. Into empty tables, secondary indexes and foreign keys are
@@ -48,6 +52,7 @@ from core_api.seed._history_model import (
     PnrSequence,
 )
 from core_api.seed._history_people import DEMO_EMAIL_DOMAIN, SeededUser, make_customers, make_travel_agents
+from core_api.storage.db import load_queries
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
@@ -108,6 +113,7 @@ def payment_history(booking: PaidBooking) -> tuple[AuditEvent, ...]:
     return ()
 
 
+QUERIES = load_queries("audit")
 _DAY = timedelta(days=1)
 # The longest lead time of a booking, plus a day of slack for the flights loaded.
 _BOOKABLE_AHEAD = timedelta(days=61)
@@ -142,23 +148,43 @@ COPY passengers (id, booking_id, flight_id, first_name, last_name, date_of_birth
 FROM STDIN
 """
 _COPY_AUDIT = f"COPY audit_logs ({AuditChain.COPY_COLUMNS}) FROM STDIN"
-_LOCK_CHAIN_HEAD = """
-SELECT head.seq, last.hash
-FROM audit_chain_head AS head LEFT JOIN audit_logs AS last ON last.id = head.seq
-WHERE head.id
-FOR UPDATE OF head
+_COPY_SEALS = f"COPY audit_seals ({AuditChain.SEAL_COLUMNS}) FROM STDIN"
+_COPY_PERSONAL = f"COPY audit_personal_data ({AuditChain.PERSONAL_COLUMNS}) FROM STDIN"
+# Writers wait (as they waited on the chain head before), and take no ids meanwhile: the seed uses a block of them.
+_LOCK_AUDIT = "LOCK TABLE audit_logs IN SHARE ROW EXCLUSIVE MODE"
+_OWN_TRANSACTION = "SELECT pg_current_xact_id()::text AS xact_id"
+_SEAL_OLDER = "SELECT seal_no FROM audit_seal(%(xact_id)s::xid8, %(max_rows)s::integer)"
+_CHAIN_END = """
+SELECT seal_no, first_position + cardinality(audit_ids) AS next_position,
+       substring(hashes FROM octet_length(hashes) - 31) AS hash
+FROM audit_seals ORDER BY seal_no DESC LIMIT 1
 """
-_MOVE_CHAIN_HEAD = "UPDATE audit_chain_head SET seq = %(seq)s WHERE id"
+_NEXT_ID = "SELECT nextval('audit_logs_id_seq')"
+_MOVE_SEQUENCE = "SELECT setval('audit_logs_id_seq', %(last_id)s::bigint)"
+_SEALS_OVER = """
+SELECT seal_no FROM audit_seals
+WHERE first_position <= %(last)s::bigint AND first_position + cardinality(audit_ids) > %(first)s::bigint
+"""
+_ROWS_AT = """
+SELECT count(*) FILTER (WHERE broken) AS broken
+FROM (SELECT s.first_position + u.n - 1 AS position, u.audit_id,
+             substring(s.hashes FROM (u.n::integer - 1) * 32 + 1 FOR 32) AS hash,
+             CASE WHEN u.n = 1 THEN s.prev_hash ELSE substring(s.hashes FROM (u.n::integer - 2) * 32 + 1 FOR 32) END
+                 AS prev_hash
+      FROM audit_seals AS s, unnest(s.audit_ids) WITH ORDINALITY AS u (audit_id, n)
+      WHERE s.seal_no = ANY(%(seals)s::bigint[])) AS sealed
+CROSS JOIN LATERAL (
+    SELECT sealed.hash IS DISTINCT FROM audit_row_hash(sealed.prev_hash, a.id, a.occurred_at, a.event_type,
+               a.actor_id, a.actor_role, a.ip, a.user_agent, a.request_id, a.entity_type, a.entity_id, a.before,
+               a.after, a.metadata) AS broken
+    FROM audit_logs AS a WHERE a.id = sealed.audit_id
+) AS checked
+WHERE sealed.position = ANY(%(positions)s::bigint[])
+"""
 _TAKE_SEATS = """
 UPDATE flight_prices AS p SET seats_available = p.seats_available - t.taken, updated_at = now()
 FROM unnest(%(fare_ids)s::bigint[], %(taken)s::int[]) AS t (fare_id, taken)
 WHERE p.id = t.fare_id
-"""
-_MISHASHED_ROWS = """
-SELECT id FROM audit_logs
-WHERE id = ANY(%(ids)s::bigint[])
-  AND hash IS DISTINCT FROM audit_row_hash(prev_hash, id, occurred_at, event_type, actor_id, actor_role, ip,
-                                           user_agent, request_id, entity_type, entity_id, before, after, metadata)
 """
 _ANALYZE = "ANALYZE users, bookings, passengers, audit_logs, flight_prices"
 
@@ -187,8 +213,8 @@ async def seed_history(
     customers = make_customers(rng, volume.customers, from_datetime(start), from_datetime(now))
     users = await _copy_users(conn, [*agents, *customers], progress)
     pnrs = PnrSequence(rng, await _existing_pnrs(conn))
-    chain = await _lock_chain_head(conn)
-    first_id = chain.last_id + 1
+    chain, sealing = await _open_chain(conn)
+    first_position = chain.first_position
     history = BookingHistory(
         rng,
         flights=flights,
@@ -206,10 +232,12 @@ async def seed_history(
         payment_hook=payment_history,
     )
     async with _bulk_load(conn, ("bookings", "passengers", "audit_logs"), progress):
-        await _stream(conn, history, progress)
+        await _stream(conn, history, progress, sealing=sealing)
     await _take_seats(conn, flights, history.taken)
-    await conn.execute(_MOVE_CHAIN_HEAD, {"seq": chain.last_id})
-    await _check_chain_sample(conn, rng, first_id, chain.last_id)
+    if chain.appended:
+        await conn.execute(_MOVE_SEQUENCE, {"last_id": chain.last_id})
+    if sealing:
+        await _check_chain_sample(conn, rng, first_position, first_position + chain.appended - 1)
     await conn.execute(_ANALYZE)
     return HistorySummary(
         users=users, bookings=history.bookings, passengers=history.passengers, audit_events=history.audit_events
@@ -264,14 +292,35 @@ async def _existing_pnrs(conn: AsyncConnection[Any]) -> list[str]:
     return [pnr for (pnr,) in await cursor.fetchall()]
 
 
-async def _lock_chain_head(conn: AsyncConnection[Any]) -> AuditChain:
-    cursor = await conn.execute(_LOCK_CHAIN_HEAD)
-    row = await cursor.fetchone()
-    assert row is not None
-    return AuditChain(last_id=row[0], last_hash=row[1])
+async def _open_chain(conn: AsyncConnection[Any]) -> tuple[AuditChain, bool]:
+    """Lock the audit table, seal what is pending when the seed may seal, and start its chain at the end."""
+    await conn.execute(_LOCK_AUDIT)
+    xact_id = str((await (await conn.execute(_OWN_TRANSACTION)).fetchone())[0])  # type: ignore[index]
+    horizon = (await (await conn.execute(QUERIES["seal_horizon"])).fetchone())[0]  # type: ignore[index]
+    # Every transaction of the database older than the seed's has ended (none can start: ids only grow), so every
+    # row that sorts before the seed's is there and can be sealed, and the seed's own rows after them.
+    sealing = int(str(horizon)) > int(xact_id)
+    if sealing:
+        await conn.execute(QUERIES["seal_lock_wait"])
+        while True:
+            sealed = await (await conn.execute(_SEAL_OLDER, {"xact_id": xact_id, "max_rows": 50_000})).fetchone()
+            if sealed is None:
+                break
+    end = await (await conn.execute(_CHAIN_END)).fetchone()
+    next_id = int((await (await conn.execute(_NEXT_ID)).fetchone())[0])  # type: ignore[index]
+    if end is None:
+        checkpoint = await (await conn.execute(QUERIES["latest_checkpoint"])).fetchone()
+        position, last_hash = (checkpoint[0] + 1, checkpoint[1]) if checkpoint else (1, None)
+        return AuditChain(next_id=next_id, next_position=position, next_seal_no=1, last_hash=last_hash,
+                          xact_id=xact_id), sealing  # fmt: skip
+    seal_no, position, last_hash = end
+    return AuditChain(next_id=next_id, next_position=position, next_seal_no=seal_no + 1, last_hash=last_hash,
+                      xact_id=xact_id), sealing  # fmt: skip
 
 
-async def _stream(conn: AsyncConnection[Any], history: BookingHistory, progress: SeedProgress) -> None:
+async def _stream(
+    conn: AsyncConnection[Any], history: BookingHistory, progress: SeedProgress, *, sealing: bool
+) -> None:
     """Copy chunk after chunk, generating the next one in a thread while the server takes the current one."""
     chunks = history.chunks(_CHUNK_SLOTS)
     progress.start("bookings", history.planned)
@@ -279,7 +328,7 @@ async def _stream(conn: AsyncConnection[Any], history: BookingHistory, progress:
     while chunk is not None:
         upcoming = asyncio.ensure_future(asyncio.to_thread(next, chunks, None))
         try:
-            await _copy_chunk(conn, chunk)
+            await _copy_chunk(conn, chunk, sealing=sealing)
         except BaseException:
             with contextlib.suppress(Exception):
                 await upcoming
@@ -288,12 +337,15 @@ async def _stream(conn: AsyncConnection[Any], history: BookingHistory, progress:
         chunk = await upcoming
 
 
-async def _copy_chunk(conn: AsyncConnection[Any], chunk: HistoryChunk) -> None:
+async def _copy_chunk(conn: AsyncConnection[Any], chunk: HistoryChunk, *, sealing: bool) -> None:
+    seals = [chunk.seal] if sealing and chunk.seal else []
     async with conn.cursor() as cursor:
         for statement, lines in (
             (_COPY_BOOKINGS, chunk.bookings),
             (_COPY_PASSENGERS, chunk.passengers),
             (_COPY_AUDIT, chunk.audit),
+            (_COPY_PERSONAL, chunk.personal),
+            (_COPY_SEALS, seals),
         ):
             if lines:
                 async with cursor.copy(statement) as copy:
@@ -311,15 +363,16 @@ async def _take_seats(conn: AsyncConnection[Any], flights: Sequence[BookableFlig
         await conn.execute(_TAKE_SEATS, {"fare_ids": fare_ids, "taken": seats})
 
 
-async def _check_chain_sample(conn: AsyncConnection[Any], rng: random.Random, first_id: int, last_id: int) -> None:
-    """Have the server re-hash the first, the last and a sample of the seeded rows: a mismatch aborts the seed."""
-    if last_id < first_id:
+async def _check_chain_sample(conn: AsyncConnection[Any], rng: random.Random, first: int, last: int) -> None:
+    """Have the server re-hash the first, the last and a sample of the seeded positions: a mismatch aborts the seed."""
+    if last < first:
         return
-    sample = {first_id, last_id, *(rng.randint(first_id, last_id) for _ in range(_CHAIN_SAMPLE))}
-    cursor = await conn.execute(_MISHASHED_ROWS, {"ids": sorted(sample)})
-    wrong = [row_id for (row_id,) in await cursor.fetchall()]
-    if wrong:
-        raise RuntimeError(f"seeded audit rows {wrong[:5]} do not hash as audit_row_hash does")
+    positions = sorted({first, last, *(rng.randint(first, last) for _ in range(_CHAIN_SAMPLE))})
+    cursor = await conn.execute(_SEALS_OVER, {"first": first, "last": last})
+    seals = [row[0] for row in await cursor.fetchall()]
+    row = await (await conn.execute(_ROWS_AT, {"seals": seals, "positions": positions})).fetchone()
+    if row is None or row[0]:
+        raise RuntimeError("seeded audit rows do not hash as audit_row_hash does")
 
 
 _DEFERRABLE_INDEXES = """

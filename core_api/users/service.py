@@ -19,7 +19,8 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-from core_api.audit.service import Actor, record
+from core_api.audit.schemas import EventType
+from core_api.audit.service import Actor, erase_personal_data, record
 from core_api.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, hash_password, verify_password
 from core_api.auth.revocation import revoke_password_resets, revoke_user_sessions
 from core_api.auth.schemas import Principal
@@ -135,7 +136,7 @@ async def create_user(
         # Named here rather than by the generic constraint mapping, so the CLI and the API both say which address.
         raise Conflict(f"A user with the email {email} already exists.") from None
     assert user is not None
-    await record(tx, "user.created", actor, ("user", user.id), after=user)
+    await record(tx, EventType.USER_CREATED, actor, ("user", user.id), after=user)
     return user
 
 
@@ -222,7 +223,7 @@ async def _keep_an_admin(tx: AsyncConnection[Any], user: User) -> None:
         raise Conflict("This is the last active admin; make another admin first.")
 
 
-async def _refuse(pool: DbPool, event_type: str, actor: Actor, user_id: UUID, **metadata: Any) -> None:
+async def _refuse(pool: DbPool, event_type: EventType, actor: Actor, user_id: UUID, **metadata: Any) -> None:
     """Audit a refused change in a transaction of its own (the change itself writes nothing)."""
     async with transaction(pool) as tx:
         await record(tx, event_type, actor, ("user", user_id), metadata=metadata)
@@ -245,7 +246,9 @@ async def _check_update_allowed(
         raise Forbidden("Business owners have read-only access to users.")
     admin_fields = [name for name in _ADMIN_FIELDS if getattr(changes, name) is not msgspec.UNSET]
     if admin_fields and not is_admin:
-        await _refuse(pool, "security.access_denied", actor, user_id, reason="admin_fields", fields=admin_fields)
+        await _refuse(
+            pool, EventType.SECURITY_ACCESS_DENIED, actor, user_id, reason="admin_fields", fields=admin_fields
+        )
         raise Forbidden(
             "Only an admin may change role, is_active or airline_code.",
             errors=[FieldError(name, "only an admin may change this") for name in admin_fields],
@@ -277,10 +280,10 @@ async def _verified_password_hash(
     if not matches:
         locked = await throttle.failed(attempt)
         async with transaction(pool) as tx:
-            await record(tx, "auth.password_change_failed", actor, ("user", user_id),
+            await record(tx, EventType.AUTH_PASSWORD_CHANGE_FAILED, actor, ("user", user_id),
                          metadata={"reason": "wrong_current_password"})  # fmt: skip
             if locked:
-                await record(tx, "auth.lockout", actor, ("user", user_id), metadata={"scopes": locked})
+                await record(tx, EventType.AUTH_LOCKOUT, actor, ("user", user_id), metadata={"scopes": locked})
         raise Forbidden(
             "The current password is not correct.",
             errors=[FieldError("current_password", "does not match the account's password")],
@@ -318,13 +321,13 @@ async def _audit_update(
 ) -> None:
     entity = ("user", before.id)
     if changed:
-        await record(tx, "user.updated", actor, entity, before, after, metadata={"fields": changed})
+        await record(tx, EventType.USER_UPDATED, actor, entity, before, after, metadata={"fields": changed})
     if after.role is not before.role:
-        await record(tx, "user.role_changed", actor, entity, {"role": before.role}, {"role": after.role})
+        await record(tx, EventType.USER_ROLE_CHANGED, actor, entity, {"role": before.role}, {"role": after.role})
     if after.is_active != before.is_active:
-        await record(tx, "user.reactivated" if after.is_active else "user.deactivated", actor, entity)
+        await record(tx, EventType.USER_REACTIVATED if after.is_active else EventType.USER_DEACTIVATED, actor, entity)
     if password_changed:
-        await record(tx, "auth.password_changed", actor, entity)
+        await record(tx, EventType.AUTH_PASSWORD_CHANGED, actor, entity)
 
 
 async def update_user(
@@ -369,6 +372,9 @@ async def delete_user(pool: DbPool, actor: Actor, principal: Principal, user_id:
         await tx.execute(QUERIES["soft_delete_user"], {"id": user_id})
         await revoke_user_sessions(tx, user_id, "deleted")
         await revoke_password_resets(tx, user_id)
-        # The audit trail outlives the account, so it keeps no personal data of it.
-        kept = {"id": before.id, "role": before.role, "is_active": before.is_active, "created_at": before.created_at}
-        await record(tx, "user.deleted", actor, ("user", user_id), before=kept, metadata={"anonymised": True})
+        # The audit trail outlives the account, so it keeps no personal data of it: what its rows kept apart goes
+        # (their chained part holds references only), and the deletion's own row records none.
+        erased = await erase_personal_data(tx, user_id)
+        kept = {"id": before.id, "role": before.role, "is_active": before.is_active, "created_at": before.created_at,
+                "audit_personal_rows_erased": erased}  # fmt: skip
+        await record(tx, EventType.USER_DELETED, actor, ("user", user_id), before=kept, metadata={"anonymised": True})

@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from litestar import Request
 from litestar.enums import ScopeType
@@ -33,6 +33,7 @@ __all__ = [
     "RateLimitDecision",
     "RateLimitMiddleware",
     "RateLimiter",
+    "RefusalRecorder",
     "Tier",
     "client_key",
     "is_exempt",
@@ -301,6 +302,7 @@ class RateLimitMiddleware(ASGIMiddleware):
             await next_app(scope, receive, send)
             return
         if not decision.allowed:
+            _tell_audit(scope, decision)
             await _reject(scope, receive, send, decision)
             return
         extra = [(name.lower().encode(), value.encode()) for name, value in decision.headers().items()]
@@ -311,6 +313,43 @@ class RateLimitMiddleware(ASGIMiddleware):
             await send(message)
 
         await next_app(scope, receive, send_with_headers)
+
+
+class RefusalRecorder(Protocol):
+    """What audits refusals (``core_api.audit.rate_limits.RateLimitAudit``, as ``app.state.rate_limit_audit``)."""
+
+    def note(
+        self,
+        client: str,
+        *,
+        user_id: Any,
+        role: str | None,
+        ip: str | None,
+        user_agent: str | None,
+        method: str,
+        path: str,
+        tier: str,
+    ) -> None: ...
+
+
+def _tell_audit(scope: Scope, decision: RateLimitDecision) -> None:
+    recorder: RefusalRecorder | None = getattr(scope["app"].state, "rate_limit_audit", None)
+    if recorder is None:
+        return
+    user = scope.get("user")
+    role = getattr(user, "role", None)
+    peer = scope.get("client")
+    user_agent = next((value.decode("latin-1") for name, value in scope["headers"] if name == b"user-agent"), None)
+    recorder.note(
+        client_key(scope),
+        user_id=getattr(user, "id", None),
+        role=str(role) if role is not None else None,
+        ip=peer[0] if peer else None,
+        user_agent=user_agent,
+        method=str(scope.get("method", "")),
+        path=scope["path"],
+        tier=str(decision.tier),
+    )
 
 
 async def _reject(scope: Scope, receive: Receive, send: Send, decision: RateLimitDecision) -> None:

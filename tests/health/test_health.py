@@ -86,7 +86,12 @@ async def test_loopback_clients_read_the_ops_endpoints_without_a_token(settings:
     async with serve_in_loop(create_app(settings), client_ip=client_ip) as client:
         services = await client.get("/api/v1/health/services")
         assert services.status_code in (200, 503)  # 503: no worker heartbeat here; the report is what matters
-        assert {service["name"] for service in services.json()["services"]} == {"postgres", "redis", "worker"}
+        assert {service["name"] for service in services.json()["services"]} == {
+            "postgres",
+            "redis",
+            "worker",
+            "audit_sealer",
+        }
         metrics = await client.get("/metrics")
         assert metrics.status_code == 200
         assert "flightdesk_request_duration_seconds" in metrics.text

@@ -18,7 +18,10 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from psycopg.rows import dict_row
 
+from core_api.audit.schemas import EventType
+from core_api.audit.sealer import seal_in
 from core_api.audit.service import SYSTEM, Actor, record, verify_chain
 from core_api.auth.passwords import verify_password
 from core_api.seed import SeedSummary, seed_reference_and_flights
@@ -30,6 +33,7 @@ from core_api.seed.history import HistoryVolume
 from core_api.seed.schedule import planned_flights
 from core_api.users.schemas import Role
 from core_api.users.service import create_user
+from tests.audit.conftest import chain_order
 from tests.conftest import cloned_database, database_name
 
 HISTORY_DAYS = 10
@@ -309,20 +313,24 @@ async def test_agents_book_for_customers(history_url: str) -> None:
 
 
 async def test_the_audit_chain_is_valid_and_follows_the_bookings(history_url: str) -> None:
-    async with await psycopg.AsyncConnection.connect(history_url) as conn:
+    async with await psycopg.AsyncConnection.connect(history_url, row_factory=dict_row) as conn:
         status = await verify_chain(conn)
-    [(rows, last_id, head, backwards)] = await fetch(
+        order = await chain_order(conn)
+    [(rows, last_id, sequence_at, backwards)] = await fetch(
         history_url,
-        """SELECT count(*), max(id), (SELECT seq FROM audit_chain_head),
+        """SELECT count(*), max(id), (SELECT last_value FROM audit_logs_id_seq),
                   (SELECT count(*) FROM (SELECT occurred_at < lag(occurred_at) OVER (ORDER BY id) AS back
                                          FROM audit_logs WHERE user_agent = 'flightdesk-seed') AS seeded
                    WHERE back)
            FROM audit_logs""",
     )
+    # The seed sealed what was there and its own rows: nothing waits for the sealer.
     assert status.valid
     assert status.checked == rows
-    # The head is left at the last row, so the next writer continues the chain.
-    assert head == last_id == rows
+    assert status.unsealed == 0
+    assert order == list(range(1, rows + 1))
+    # The id sequence moved past the seeded block, so the next writer's row comes after it.
+    assert sequence_at == last_id == rows
     # Chain order is time order.
     assert backwards == 0
     [(events_off,)] = await fetch(
@@ -348,23 +356,31 @@ async def test_the_audit_chain_is_valid_and_follows_the_bookings(history_url: st
 
 
 async def test_the_seed_continues_a_chain_that_was_already_there(history_url: str) -> None:
-    rows = await fetch(
+    rows = await fetch(history_url, "SELECT id, event_type, user_agent FROM audit_logs WHERE id <= 2 ORDER BY id")
+    [(first_ids, first_hash), (second_ids, link)] = await fetch(
         history_url,
-        """SELECT id, event_type, user_agent, prev_hash, hash FROM audit_logs WHERE id <= 3 ORDER BY id""",
+        """SELECT audit_ids[1:2], substring(hashes FROM 1 FOR 32) AS first_hash FROM audit_seals WHERE seal_no = 1
+           UNION ALL
+           SELECT audit_ids[1:1], prev_hash FROM audit_seals WHERE seal_no = 2""",
     )
-    (_, made_by_cli, cli_agent, _, cli_hash), (second_id, _, seed_agent, link, _), *_ = rows
+    (_, made_by_cli, cli_agent), (second_id, _, seed_agent) = rows
     assert made_by_cli == "user.created"
-    assert cli_agent != "flightdesk-seed"
-    assert (second_id, seed_agent, link) == (2, "flightdesk-seed", cli_hash)
+    assert cli_agent is None  # made through create_user: its user agent, if any, is kept apart
+    # The row written before the seed was sealed first, alone; the seed's own rows link to it.
+    assert first_ids == [1]
+    assert (second_ids, second_id, seed_agent, link) == ([2], 2, "flightdesk-seed", first_hash)
 
 
 async def test_a_record_after_the_seed_continues_the_chain(database_url: str) -> None:
     [(last_seeded,)] = await fetch(database_url, "SELECT max(id) FROM audit_logs")
-    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+    async with await psycopg.AsyncConnection.connect(database_url, row_factory=dict_row) as conn:
         async with conn.transaction():
-            position = await record(conn, "system.maintenance", Actor(role="SYSTEM"), ("booking", "x"))
+            await record(conn, EventType.SYSTEM_AUDIT_CLEANUP, Actor(role="SYSTEM"), ("booking", "x"))
+        async with conn.transaction():
+            assert await seal_in(conn, wait=True) == 1
         status = await verify_chain(conn)
-    assert position == last_seeded + 1
+        order = await chain_order(conn)
+    assert order[-1] == last_seeded + 1
     assert status.valid
     assert status.checked == last_seeded + 1
 
@@ -413,35 +429,45 @@ def test_a_row_with_awkward_values_hashes_as_the_server_does() -> None:
 
 
 async def test_awkward_rows_chain_like_record_does(database_url: str) -> None:
-    """Rows with escapes in every free-form field, appended as the seed appends them, verify on the server."""
+    """Rows with escapes in every free-form field, appended and sealed as the seed does, verify on the server."""
     async with await psycopg.AsyncConnection.connect(database_url) as conn, conn.transaction():
-        [(last_id, last_hash)] = await (
+        await conn.execute("LOCK TABLE audit_logs IN SHARE ROW EXCLUSIVE MODE")
+        [(seal_no, position, last_hash, xact_id, next_id)] = await (
             await conn.execute(
-                """SELECT head.seq, last.hash FROM audit_chain_head head
-                   LEFT JOIN audit_logs last ON last.id = head.seq FOR UPDATE OF head"""
+                """SELECT seal_no, first_position + cardinality(audit_ids),
+                          substring(hashes FROM octet_length(hashes) - 31), pg_current_xact_id()::text,
+                          nextval('audit_logs_id_seq')
+                   FROM audit_seals ORDER BY seal_no DESC LIMIT 1"""
             )
         ).fetchall()
-        chain = AuditChain(last_id, last_hash)
+        chain = AuditChain(
+            next_id=next_id, next_position=position, next_seal_no=seal_no + 1, last_hash=last_hash, xact_id=xact_id
+        )
         moment = from_datetime(datetime.now(UTC))
         awkward = jsonb_text({"text": 'a\tb\\c"d\ne\x01 ✈', "n": -12})
         lines = [
-            chain.append(moment, "system.check", None, "SYSTEM", ("note", "back\\slash"), after=awkward),
-            chain.append(moment + 1, "system.check", None, None, ("note", "tab\tid"), before=awkward, metadata=awkward),
+            chain.append(moment, "system.audit_cleanup", None, "SYSTEM", ("note", "back\\slash"), after=awkward),
+            chain.append(
+                moment + 1, "system.audit_cleanup", None, None, ("note", "tab\tid"), before=awkward, metadata=awkward
+            ),
         ]
-        async with (
-            conn.cursor() as cursor,
-            cursor.copy(f"COPY audit_logs ({AuditChain.COPY_COLUMNS}) FROM STDIN") as copy,
-        ):
-            await copy.write("".join(lines))
-        await conn.execute("UPDATE audit_chain_head SET seq = %s", (chain.last_id,))
-    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        seal = chain.take_seal()
+        assert seal is not None
+        async with conn.cursor() as cursor:
+            async with cursor.copy(f"COPY audit_logs ({AuditChain.COPY_COLUMNS}) FROM STDIN") as copy:
+                await copy.write("".join(lines))
+            async with cursor.copy(f"COPY audit_seals ({AuditChain.SEAL_COLUMNS}) FROM STDIN") as copy:
+                await copy.write(seal)
+        await conn.execute("SELECT setval('audit_logs_id_seq', %s)", (chain.last_id,))
+    async with await psycopg.AsyncConnection.connect(database_url, row_factory=dict_row) as conn:
         status = await verify_chain(conn)
         stored = await (
             await conn.execute("SELECT entity_id, after FROM audit_logs ORDER BY id DESC LIMIT 2")
         ).fetchall()
     assert status.valid
-    assert stored[1] == ("back\\slash", {"text": 'a\tb\\c"d\ne\x01 ✈', "n": -12})
-    assert stored[0][0] == "tab\tid"
+    assert status.unsealed == 0
+    assert (stored[1]["entity_id"], stored[1]["after"]) == ("back\\slash", {"text": 'a\tb\\c"d\ne\x01 ✈', "n": -12})
+    assert stored[0]["entity_id"] == "tab\tid"
 
 
 GENERATOR_NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
@@ -474,7 +500,7 @@ def _generate(seed_value: int) -> Iterator[str]:
         available=available,
         customers=make_customers(rng, 50, from_datetime(start), from_datetime(now)),
         agents=make_travel_agents(rng, 2, from_datetime(start)),
-        chain=AuditChain(0, None),
+        chain=AuditChain(next_id=1, next_position=1, next_seal_no=1, last_hash=None, xact_id="1"),
         pnrs=PnrSequence(rng),
         pace=BookingPace(from_datetime(start), from_datetime(now), per_day=100, hold=15 * 60_000_000),
         payment_hook=lambda booking: (),

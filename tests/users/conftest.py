@@ -16,6 +16,9 @@ from core_api.users.schemas import Role, User
 from core_api.users.service import create_user
 from tests.support.accounts import PASSWORD, Account, MakeAccount
 from tests.support.accounts import log_in as headers_after_login
+from tests.support.audit import audit_rows  # re-exported for the users tests
+
+__all__ = ["audit_rows"]
 
 AIRLINE = "FD"
 
@@ -96,9 +99,3 @@ async def user_row(pool: AsyncConnectionPool, user_id: str) -> dict[str, Any]:
         row = await (await conn.execute("SELECT * FROM users WHERE id = %s", (user_id,))).fetchone()
     assert row is not None
     return row
-
-
-async def audit_rows(pool: AsyncConnectionPool, event_type: str) -> list[dict[str, Any]]:
-    async with pool.connection() as conn:
-        cursor = await conn.execute("SELECT * FROM audit_logs WHERE event_type = %s ORDER BY id", (event_type,))
-        return await cursor.fetchall()
