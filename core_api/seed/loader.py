@@ -183,7 +183,8 @@ async def seed_reference_and_flights(
 async def _write_flights(
     conn: AsyncConnection[Any], first_day: date, days: int, history_days: int, now: datetime, progress: SeedProgress
 ) -> tuple[int, int, int]:
-    """The flights missing from the days before ``first_day`` and from it on, with fares; seat maps from it on.
+    """The flights missing from the days before ``first_day`` and from it on, with fares; seat maps from it on and
+    for the earlier ones still to leave.
 
     Returns how many flights, fares and seats were added (the planned flights are let go before the history).
     """
@@ -193,7 +194,13 @@ async def _write_flights(
     flight_ids = await _reserve_flight_ids(conn, len(flights))
     await _copy_flights(conn, flights, flight_ids, now, progress)
     fares = await _copy_fares(conn, flights, flight_ids, progress)
-    seats = await _copy_seats(conn, future, flight_ids[len(past) :], progress)
+    # Seat maps from the first day on, and for the flights of the days before that have not left yet: the evening
+    # flights of the local day before UTC's today, west of Greenwich, just after midnight UTC.
+    mapped = [
+        (flight, flight_id) for flight, flight_id in zip(past, flight_ids, strict=False) if flight.departure_at > now
+    ]
+    mapped += zip(future, flight_ids[len(past) :], strict=True)
+    seats = await _copy_seats(conn, [flight for flight, _ in mapped], [flight_id for _, flight_id in mapped], progress)
     return len(flights), fares, seats
 
 
