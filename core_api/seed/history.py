@@ -299,7 +299,9 @@ async def _open_chain(conn: AsyncConnection[Any]) -> tuple[AuditChain, bool]:
     horizon = (await (await conn.execute(QUERIES["seal_horizon"])).fetchone())[0]  # type: ignore[index]
     # Every transaction of the database older than the seed's has ended (none can start: ids only grow), so every
     # row that sorts before the seed's is there and can be sealed, and the seed's own rows after them.
-    sealing = int(str(horizon)) > int(xact_id)
+    # The snapshot leaves the seed's own transaction out, so with none older open the horizon is its xmax: the
+    # seed's own id on a quiet server, a later one when transactions begun since have ended.
+    sealing = int(str(horizon)) >= int(xact_id)
     if sealing:
         await conn.execute(QUERIES["seal_lock_wait"])
         while True:
