@@ -1,7 +1,6 @@
 """Register, log in, refresh, log out and reset passwords through the API, including every way a token fails."""
 
 import asyncio
-import statistics
 import time
 import uuid
 
@@ -97,12 +96,13 @@ async def test_wrong_password_and_unknown_email_look_the_same(client: httpx.Asyn
         response = await client.post("/api/v1/auth/login", json={"email": email, "password": "wrong password!"})
         return time.perf_counter() - started, response
 
-    known = [await attempt("ann@example.com") for _ in range(3)]
-    unknown = [await attempt(f"nobody{i}@example.com") for i in range(3)]
+    known = [await attempt("ann@example.com") for _ in range(4)]
+    unknown = [await attempt(f"nobody{i}@example.com") for i in range(4)]
     assert {r.status_code for _, r in known + unknown} == {401}
     assert {r.json()["detail"] for _, r in known + unknown} == {"Invalid email or password."}
-    known_time = statistics.median(t for t, _ in known)
-    unknown_time = statistics.median(t for t, _ in unknown)
+    # The fastest of each: a busy machine only ever adds time, so the minimum is the cost itself.
+    known_time = min(t for t, _ in known)
+    unknown_time = min(t for t, _ in unknown)
     # Both pay for one argon2 verification; neither answers in a fraction of the other's time.
     assert 0.5 < known_time / unknown_time < 2.0
 
