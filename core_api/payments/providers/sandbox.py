@@ -26,11 +26,15 @@ class SandboxProvider:
         del amount, currency, metadata  # kept in our payments row, which is the sandbox's state
         intent_id = _derived("pi", idempotency_key)
         secret = hashlib.sha256(f"secret:{intent_id}".encode()).hexdigest()[:24]
-        return ProviderIntent(id=intent_id, client_secret=f"{intent_id}_secret_{secret}", status="requires_payment_method")
+        return ProviderIntent(
+            id=intent_id, client_secret=f"{intent_id}_secret_{secret}", status="requires_payment_method"
+        )
 
     async def retrieve_intent(self, intent_id: str) -> ProviderIntent:
         secret = hashlib.sha256(f"secret:{intent_id}".encode()).hexdigest()[:24]
-        return ProviderIntent(id=intent_id, client_secret=f"{intent_id}_secret_{secret}", status="requires_payment_method")
+        return ProviderIntent(
+            id=intent_id, client_secret=f"{intent_id}_secret_{secret}", status="requires_payment_method"
+        )
 
     async def cancel_intent(self, intent_id: str, *, idempotency_key: str) -> None:
         del intent_id, idempotency_key
