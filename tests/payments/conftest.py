@@ -58,8 +58,8 @@ def settings(database_url: str, redis_url: str) -> Settings:
     return payment_settings(database_url, redis_url)
 
 
-async def book(client: httpx.AsyncClient, account: Account, flight: SmallFlight, **fields: Any) -> dict[str, Any]:
-    response = await client.post(BOOKINGS, json=booking_request(flight, adult(), **fields), headers=account.headers)
+async def book(client: httpx.AsyncClient, account: Account, on: SmallFlight, **fields: Any) -> dict[str, Any]:
+    response = await client.post(BOOKINGS, json=booking_request(on, adult(), **fields), headers=account.headers)
     assert response.status_code == 201, response.text
     return dict(response.json())
 
@@ -81,9 +81,9 @@ async def settle(
 
 
 async def paid_booking(
-    client: httpx.AsyncClient, account: Account, flight: SmallFlight, **fields: Any
+    client: httpx.AsyncClient, account: Account, on: SmallFlight, **fields: Any
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    booking = await book(client, account, flight, **fields)
+    booking = await book(client, account, on, **fields)
     payment = await start_payment(client, account, booking["id"])
     return booking, await settle(client, account, payment["id"])
 

@@ -25,19 +25,22 @@ async def test_a_sandbox_payment_confirms_the_booking_and_occupies_its_seats(
     booking = await book(client, customer, flight, seats=["3A"])
     payment = await start_payment(client, customer, booking["id"])
     assert payment["status"] == "REQUIRES_PAYMENT"
-    assert payment["amount"] == booking["total"]["amount"] and payment["currency"] == "USD"
+    assert payment["amount"] == booking["total"]["amount"]
+    assert payment["currency"] == "USD"
     assert payment["client_secret"].startswith("pi_sandbox_")
 
     settled = await settle(client, customer, payment["id"])
 
     assert settled["status"] == "SUCCEEDED"
     confirmed = (await client.get(f"/api/v1/bookings/{booking['id']}", headers=customer.headers)).json()
-    assert confirmed["status"] == "CONFIRMED" and confirmed["confirmed_at"]
+    assert confirmed["status"] == "CONFIRMED"
+    assert confirmed["confirmed_at"]
     [seat] = await rows(pool, "SELECT status FROM seats WHERE flight_id = %s AND seat_no = '3A'", flight.id)
     assert seat["status"] == "OCCUPIED"
     events = await rows(pool, "SELECT event_type FROM outbox_events ORDER BY seq")
     types = [row["event_type"] for row in events]
-    assert types.count("booking.confirmed") == 1 and types.count("payment.succeeded") == 1
+    assert types.count("booking.confirmed") == 1
+    assert types.count("payment.succeeded") == 1
     assert "booking.payment_pending" in types
 
 
@@ -47,11 +50,13 @@ async def test_a_failed_payment_leaves_the_booking_awaiting_payment_and_a_new_in
     booking = await book(client, customer, flight)
     first = await start_payment(client, customer, booking["id"])
     failed = await settle(client, customer, first["id"], "failed")
-    assert failed["status"] == "FAILED" and failed["failure_code"] == "generic_decline"
+    assert failed["status"] == "FAILED"
+    assert failed["failure_code"] == "generic_decline"
     again = (await client.get(f"/api/v1/bookings/{booking['id']}", headers=customer.headers)).json()
     assert again["status"] == "PENDING_PAYMENT"
     types = [row["event_type"] for row in await rows(pool, "SELECT event_type FROM outbox_events ORDER BY seq")]
-    assert types.count("booking.payment_failed") == 1 and types.count("payment.failed") == 1
+    assert types.count("booking.payment_failed") == 1
+    assert types.count("payment.failed") == 1
 
     second = await start_payment(client, customer, booking["id"])
     assert second["id"] != first["id"]
@@ -62,7 +67,8 @@ async def test_one_open_intent_per_booking(client: httpx.AsyncClient, customer: 
     booking = await book(client, customer, flight)
     first = await start_payment(client, customer, booking["id"])
     second = await start_payment(client, customer, booking["id"])
-    assert second["id"] == first["id"] and second["client_secret"] == first["client_secret"]
+    assert second["id"] == first["id"]
+    assert second["client_secret"] == first["client_secret"]
 
 
 async def test_the_client_cannot_set_the_amount(
@@ -90,7 +96,8 @@ async def test_a_paid_booking_cannot_be_paid_again(
 ) -> None:
     booking, _ = await paid_booking(client, customer, flight)
     response = await client.post(PAYMENTS, json={"booking_id": booking["id"]}, headers=customer.headers)
-    assert response.status_code == 409 and response.json()["code"] == "INVALID_STATE"
+    assert response.status_code == 409
+    assert response.json()["code"] == "INVALID_STATE"
 
 
 async def test_the_idempotency_key_replays_the_first_answer(
@@ -101,10 +108,12 @@ async def test_the_idempotency_key_replays_the_first_answer(
     first = await client.post(PAYMENTS, json={"booking_id": booking["id"]}, headers=headers)
     again = await client.post(PAYMENTS, json={"booking_id": booking["id"]}, headers=headers)
     assert first.status_code == again.status_code == 201
-    assert again.headers["Idempotent-Replayed"] == "true" and again.json() == first.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()
     other = await book(client, customer, flight)
     reused = await client.post(PAYMENTS, json={"booking_id": other["id"]}, headers=headers)
-    assert reused.status_code == 422 and reused.json()["code"] == "IDEMPOTENCY_KEY_REUSED"
+    assert reused.status_code == 422
+    assert reused.json()["code"] == "IDEMPOTENCY_KEY_REUSED"
 
 
 async def test_payments_are_scoped_like_bookings(
@@ -122,7 +131,8 @@ async def test_payments_are_scoped_like_bookings(
     for stranger in (other_customer, agent):
         assert (await client.get(f"{PAYMENTS}/{payment['id']}", headers=stranger.headers)).status_code == 404
         listed = (await client.get(PAYMENTS, headers=stranger.headers)).json()
-        assert listed["total"] == 0 and listed["items"] == []
+        assert listed["total"] == 0
+        assert listed["items"] == []
         refund = await client.post(f"{PAYMENTS}/{payment['id']}/refund", json={}, headers=stranger.headers)
         assert refund.status_code == 404
         confirm = await client.post(
@@ -134,9 +144,11 @@ async def test_payments_are_scoped_like_bookings(
         response = await client.post(PAYMENTS, json={"booking_id": booking["id"]}, headers=stranger.headers)
         assert response.status_code == 404
     mine = (await client.get(PAYMENTS, headers=customer.headers)).json()
-    assert [item["id"] for item in mine["items"]] == [payment["id"]] and mine["page_size"] == 20
+    assert [item["id"] for item in mine["items"]] == [payment["id"]]
+    assert mine["page_size"] == 20
     seen = (await client.get(f"{PAYMENTS}/{payment['id']}", headers=airline_agent.headers)).json()
-    assert seen["id"] == payment["id"] and seen["client_secret"] is None  # sees it, cannot complete it
+    assert seen["id"] == payment["id"]
+    assert seen["client_secret"] is None
     assert (await client.get(PAYMENTS, headers=owner.headers)).json()["total"] == 1
     refused = await client.post(f"{PAYMENTS}/{payment['id']}/refund", json={}, headers=owner.headers)
     assert refused.status_code == 403
