@@ -207,7 +207,7 @@ async def receive_stripe_webhook(
         HeaderParameter(name="Stripe-Signature", max_length=2048, description="t=<unix time>,v1=<HMAC-SHA256>"),
     ] = None,
 ) -> WebhookAck:
-    """Stripe's (and the sandbox's) events. The signature is checked with a 300 s tolerance (400
+    """Stripe's (and the sandbox's) events. The signature is checked with a 300 s tolerance (401
     `INVALID_SIGNATURE` otherwise); each event is stored by id and applied once, whatever the replays or their
     order. Events of types we do not act on are stored and acknowledged.
     """

@@ -71,7 +71,10 @@ _SCRUBBED = frozenset({"customer", "payment_method", "billing_details", "email",
 
 
 class SignatureInvalid(AppError):
-    status, code, title = 400, "INVALID_SIGNATURE", "Webhook signature invalid"
+    """The signature is the webhook's authentication: a delivery without a valid one is 401 (the API answers no
+    400s; Stripe retries any non-2xx the same way)."""
+
+    status, code, title = 401, "INVALID_SIGNATURE", "Webhook signature invalid"
 
 
 def sign(payload: bytes, secret: str, *, timestamp: int | None = None) -> str:
@@ -90,7 +93,7 @@ def _scrub(value: Any) -> Any:
 
 
 async def receive(service: PaymentService, actor: Actor, payload: bytes, signature: str | None) -> WebhookAck:
-    """Verify a delivery with the Stripe SDK (400 ``INVALID_SIGNATURE`` otherwise), then apply it once."""
+    """Verify a delivery with the Stripe SDK (401 ``INVALID_SIGNATURE`` otherwise), then apply it once."""
     try:
         stripe.Webhook.construct_event(
             payload.decode("utf-8"), signature, service.webhook_secret, tolerance=SIGNATURE_TOLERANCE_SECONDS

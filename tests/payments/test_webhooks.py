@@ -41,16 +41,16 @@ async def test_a_bad_or_missing_signature_is_refused_and_nothing_is_stored(
     _, payment, intent = await _pending_payment(client, pool, customer, flight)
     payload = stripe_event("payment_intent.succeeded", _intent(intent, payment), event_id="evt_forged")
     forged = await deliver(client, payload, secret="whsec_not_ours")
-    assert forged.status_code == 400
+    assert forged.status_code == 401
     assert forged.json()["code"] == "INVALID_SIGNATURE"
     unsigned = await client.post(WEBHOOK, content=payload, headers={"Content-Type": "application/json"})
-    assert unsigned.status_code == 400
+    assert unsigned.status_code == 401
     tampered = await client.post(
         WEBHOOK,
         content=payload.replace(b"succeeded", b"succeeded "),
         headers={"Stripe-Signature": (await _signature(payload)), "Content-Type": "application/json"},
     )
-    assert tampered.status_code == 400
+    assert tampered.status_code == 401
     assert await rows(pool, "SELECT id FROM webhook_events") == []
     [stored] = await rows(pool, "SELECT status FROM payments")
     assert stored["status"] == "REQUIRES_PAYMENT"
@@ -69,7 +69,7 @@ async def test_a_stale_signature_is_refused_and_a_fresh_one_accepted(
     _, payment, intent = await _pending_payment(client, pool, customer, flight)
     payload = stripe_event("payment_intent.succeeded", _intent(intent, payment), event_id="evt_stale")
     stale = await deliver(client, payload, timestamp=int(time.time()) - 301)
-    assert stale.status_code == 400
+    assert stale.status_code == 401
     fresh = await deliver(client, payload, timestamp=int(time.time()) - 250)
     assert fresh.status_code == 200
     assert fresh.json() == {
