@@ -77,8 +77,7 @@ async def cancel_booking(service: BookingService, actor: Actor, principal: Princ
         if booking.departed:
             raise InvalidState("The flight has departed; the booking can no longer be cancelled.")
         await _release(tx, booking, BookingStatus.CANCELLED)
-        if booking.status is BookingStatus.CONFIRMED:
-            refund_id = await reserve_cancellation_refund(tx, actor, booking)
+        refund_id = await reserve_cancellation_refund(tx, actor, booking)
         await emit_booking_event(tx, "booking.cancelled", booking, status=BookingStatus.CANCELLED)
         [cancelled] = await fetch_bookings(tx, [booking_id])
         await record(

@@ -127,9 +127,15 @@ async def reserve_refund(
 async def reserve_cancellation_refund(
     tx: AsyncConnection[Any], actor: Actor, booking: LockedBooking
 ) -> uuid.UUID | None:
-    """Inside the cancel of a paid booking (its row already locked): reserve the refund its fare allows — what
-    remains of the payment on a refundable fare, nothing on a non-refundable one. Returns the refund's id, if any.
+    """Inside the cancel of a booking (its row already locked): its open intents are cancelled, and a paid booking
+    gets the refund its fare allows reserved — what remains of the payment on a refundable fare, nothing on a
+    non-refundable one. Returns the refund's id, if any.
     """
+    cancelled = await (await tx.execute(QUERIES["cancel_open_payments"], {"booking_id": booking.id})).fetchall()
+    for intent in cancelled:
+        metadata = {"booking_id": booking.id, "reason": "booking cancelled"}
+        entity = ("payment", intent["id"])
+        await record(tx, EventType.PAYMENT_CANCELLED, actor, entity, after={"status": "CANCELLED"}, metadata=metadata)
     row = await (await tx.execute(QUERIES["paid_payment"], {"booking_id": booking.id})).fetchone()
     if row is None:
         return None

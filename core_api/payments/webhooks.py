@@ -178,6 +178,9 @@ async def _succeeded(
     booking, payment = locked
     if payment.status in PAID:
         return payment.id, None
+    other = await (await tx.execute(QUERIES["paid_payment"], {"booking_id": booking.id})).fetchone()
+    if other is not None:  # another payment paid the booking: this one goes back
+        return payment.id, await _refund_duplicate(tx, actor, booking, payment)
     status_reason: str | None = None
     confirmable = booking.status is BookingStatus.PENDING_PAYMENT
     if booking.status is BookingStatus.EXPIRED:
@@ -190,8 +193,6 @@ async def _succeeded(
             if confirmable
             else "paid after the hold lapsed and the seats were sold: the payment is refunded automatically"
         )
-    elif booking.status is BookingStatus.CONFIRMED:
-        status_reason = None  # another payment paid it; this one goes back
     elif booking.status is BookingStatus.CANCELLED:
         status_reason = "paid after the booking was cancelled: the payment is refunded automatically"
     version = service.cipher.current
@@ -201,8 +202,6 @@ async def _succeeded(
         "payment_method_enc": _sealed(service, intent.get("payment_method"), f"payments.payment_method:{payment.id}"),
         "key_version": version if intent.get("customer") or intent.get("payment_method") else None,
     }
-    if booking.status is BookingStatus.CONFIRMED:
-        return payment.id, await _refund_duplicate(tx, actor, booking, payment)
     await tx.execute(QUERIES["mark_payment_succeeded"], sealed)
     paid = msgspec.structs.replace(payment, status=PaymentStatus.SUCCEEDED)
     await emit_payment_event(tx, "payment.succeeded", paid, booking)

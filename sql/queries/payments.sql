@@ -101,10 +101,12 @@ SET amount_refunded = amount_refunded + %(amount)s::bigint, updated_at = now(),
 WHERE id = %(id)s::uuid
 
 -- release_refund --
--- A refund the provider refused no longer counts against the payment.
+-- A refund the provider refused no longer counts against the payment (a cancelled duplicate stays cancelled).
 UPDATE payments
 SET amount_refunded = amount_refunded - %(amount)s::bigint, updated_at = now(),
-    status = CASE WHEN amount_refunded - %(amount)s::bigint = 0 THEN 'SUCCEEDED' ELSE 'PARTIALLY_REFUNDED' END
+    status = CASE WHEN status = 'CANCELLED' THEN 'CANCELLED'
+                  WHEN amount_refunded - %(amount)s::bigint = 0 THEN 'SUCCEEDED'
+                  ELSE 'PARTIALLY_REFUNDED' END
 WHERE id = %(id)s::uuid
 
 -- insert_refund --
@@ -225,3 +227,9 @@ UPDATE payments
 SET status = 'CANCELLED', amount_refunded = amount, failure_code = 'duplicate_payment',
     failure_message = 'the booking was paid by another payment', updated_at = now()
 WHERE id = %(id)s::uuid
+
+-- cancel_open_payments --
+-- A cancelled booking's open intents are cancelled with it (money that still arrives for one is refunded).
+UPDATE payments SET status = 'CANCELLED', updated_at = now()
+WHERE booking_id = %(booking_id)s::uuid AND status IN ('REQUIRES_PAYMENT', 'PROCESSING')
+RETURNING id

@@ -4,6 +4,7 @@ provider did not answer (the reconciler), and the provider's ids encrypted in th
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
 import httpx
@@ -20,10 +21,12 @@ from tests.payments.conftest import (
     Account,
     SmallFlight,
     book,
+    deliver,
     paid_booking,
     rows,
     settle,
     start_payment,
+    stripe_event,
 )
 
 
@@ -143,3 +146,59 @@ async def test_provider_ids_are_encrypted_at_rest_and_open_after_a_key_rotation(
     assert again.json()["client_secret"].startswith("pi_sandbox_")
     [other] = await rows(pool, "SELECT count(*) AS n FROM payments WHERE provider_customer_enc = %s", customer_enc)
     assert other["n"] == 1
+
+
+async def test_cancelling_an_unpaid_booking_cancels_its_intent_and_money_arriving_later_is_refunded(
+    client: httpx.AsyncClient, pool: AsyncConnectionPool, customer: Account, flight: SmallFlight
+) -> None:
+    booking = await book(client, customer, flight)
+    payment = await start_payment(client, customer, booking["id"])
+    assert (await client.delete(f"/api/v1/bookings/{booking['id']}", headers=customer.headers)).status_code == 200
+    cancelled = (await client.get(f"{PAYMENTS}/{payment['id']}", headers=customer.headers)).json()
+    assert cancelled["status"] == "CANCELLED"
+    refused = await client.post(
+        f"{PAYMENTS}/{payment['id']}/sandbox/confirm", json={"outcome": "succeeded"}, headers=customer.headers
+    )
+    assert refused.status_code == 409
+    # The customer's bank paid anyway (Stripe.js raced the cancel): the money goes back.
+    intent = (await rows(pool, "SELECT provider_payment_id FROM payments"))[0]["provider_payment_id"]
+    event = stripe_event("payment_intent.succeeded", {"id": intent, "object": "payment_intent"}, event_id="evt_race")
+    assert (await deliver(client, event)).status_code == 200
+    [row] = await rows(pool, "SELECT status, amount_refunded, amount FROM payments")
+    assert row["status"] == "REFUNDED"
+    assert row["amount_refunded"] == row["amount"]
+    late = (await client.get(f"/api/v1/bookings/{booking['id']}", headers=customer.headers)).json()
+    assert late["status"] == "CANCELLED"
+    assert "refunded automatically" in late["status_reason"]
+
+
+async def test_concurrent_requests_for_one_booking_make_one_intent(
+    client: httpx.AsyncClient, pool: AsyncConnectionPool, customer: Account, flight: SmallFlight
+) -> None:
+    booking = await book(client, customer, flight)
+    answers = await asyncio.gather(
+        *(client.post(PAYMENTS, json={"booking_id": booking["id"]}, headers=customer.headers) for _ in range(10))
+    )
+    assert {answer.status_code for answer in answers} == {201}
+    assert len({answer.json()["id"] for answer in answers}) == 1
+    assert len(await rows(pool, "SELECT id FROM payments")) == 1
+
+
+async def test_a_second_payment_for_a_paid_booking_is_refunded_in_full(
+    client: httpx.AsyncClient, pool: AsyncConnectionPool, customer: Account, flight: SmallFlight
+) -> None:
+    booking = await book(client, customer, flight)
+    first = await start_payment(client, customer, booking["id"])
+    await settle(client, customer, first["id"], "failed")
+    second = await start_payment(client, customer, booking["id"])
+    await settle(client, customer, second["id"])
+    # The first intent's retry succeeds too, late: the booking is paid already.
+    intent = (await rows(pool, "SELECT provider_payment_id FROM payments WHERE id = %s", first["id"]))[0]
+    event = stripe_event(
+        "payment_intent.succeeded", {"id": intent["provider_payment_id"], "object": "payment_intent"}, event_id="evt_2"
+    )
+    assert (await deliver(client, event)).status_code == 200
+    statuses = {row["id"]: row["status"] for row in await rows(pool, "SELECT id::text, status FROM payments")}
+    assert statuses == {first["id"]: "CANCELLED", second["id"]: "SUCCEEDED"}
+    [refund] = await rows(pool, "SELECT payment_id::text, status, source FROM refunds")
+    assert refund == {"payment_id": first["id"], "status": "SUCCEEDED", "source": "automatic"}
