@@ -185,6 +185,7 @@ async def _create_intent(
             "amount": booking.total_amount,
             "currency": booking.currency,
             "client_secret_enc": service.cipher.seal(intent.client_secret, context=client_secret_context(payment_id)),
+            "key_version": service.cipher.current,
             "created_by": principal.id,
         },
     )

@@ -195,12 +195,11 @@ async def _succeeded(
         )
     elif booking.status is BookingStatus.CANCELLED:
         status_reason = "paid after the booking was cancelled: the payment is refunded automatically"
-    version = service.cipher.current
     sealed = {
         "id": payment.id,
         "customer_enc": _sealed(service, intent.get("customer"), f"payments.customer:{payment.id}"),
         "payment_method_enc": _sealed(service, intent.get("payment_method"), f"payments.payment_method:{payment.id}"),
-        "key_version": version if intent.get("customer") or intent.get("payment_method") else None,
+        "key_version": service.cipher.current,
     }
     await tx.execute(QUERIES["mark_payment_succeeded"], sealed)
     paid = msgspec.structs.replace(payment, status=PaymentStatus.SUCCEEDED)

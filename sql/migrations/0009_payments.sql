@@ -5,7 +5,7 @@ CREATE UNIQUE INDEX payments_one_open_per_booking ON payments (booking_id)
     WHERE status IN ('REQUIRES_PAYMENT', 'PROCESSING');
 
 -- Provider customer and payment-method ids, AES-256-GCM encrypted (core_api.security.crypto: the key version is
--- the ciphertext's first byte, and repeated in crypto_key_version so a rotation finds the rows to re-encrypt).
+-- the ciphertext's first byte; crypto_key_version repeats the oldest of a row's, to find rows left to re-encrypt).
 ALTER TABLE payments
     ADD COLUMN provider_customer_enc bytea,
     ADD COLUMN payment_method_enc bytea,

@@ -58,9 +58,10 @@ FOR UPDATE
 -- insert_payment --
 -- A new intent of a booking, as the provider created it.
 INSERT INTO payments (id, booking_id, provider, provider_payment_id, status, amount, currency, client_secret_enc,
-                      created_by)
+                      crypto_key_version, created_by)
 VALUES (%(id)s::uuid, %(booking_id)s::uuid, %(provider)s::text, %(provider_payment_id)s::text, 'REQUIRES_PAYMENT',
-        %(amount)s::bigint, %(currency)s::text, %(client_secret_enc)s::bytea, %(created_by)s::uuid)
+        %(amount)s::bigint, %(currency)s::text, %(client_secret_enc)s::bytea, %(key_version)s::smallint,
+        %(created_by)s::uuid)
 
 -- payment_by_provider_id --
 -- The payment of a provider intent id (unlocked: the booking is locked first, then the payment).
@@ -83,7 +84,7 @@ UPDATE payments
 SET status = 'SUCCEEDED', succeeded_at = now(), updated_at = now(), failure_code = NULL, failure_message = NULL,
     provider_customer_enc = coalesce(%(customer_enc)s::bytea, provider_customer_enc),
     payment_method_enc = coalesce(%(payment_method_enc)s::bytea, payment_method_enc),
-    crypto_key_version = coalesce(%(key_version)s::smallint, crypto_key_version)
+    crypto_key_version = least(crypto_key_version, %(key_version)s::smallint)
 WHERE id = %(id)s::uuid
 
 -- mark_payment_failed --

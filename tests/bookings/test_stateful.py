@@ -163,7 +163,7 @@ class BookingMachine(RuleBasedStateMachine):
                 )
             await release_lapsed_holds(self.world.bookings)
             self.world.flights += 1
-            return await add_small_flight(self.world.pool, y_seats=6, number=f"BA{9000 + self.world.flights}")
+            return await add_small_flight(self.world.pool, y_seats=6, number=f"BA{8000 + self.world.flights}")
 
         self.flight = self.world.run(fresh_start())
 
