@@ -106,3 +106,21 @@ async def test_cancelling_a_paid_non_refundable_booking_keeps_the_money(
     assert kept["status"] == "SUCCEEDED"
     assert kept["refunds"] == []
     assert await rows(pool, "SELECT id FROM outbox_events WHERE event_type = 'payment.refunded'") == []
+
+
+async def test_a_refund_retried_under_its_idempotency_key_refunds_once(
+    client: httpx.AsyncClient, pool: AsyncConnectionPool, customer: Account, admin: Account, flight: SmallFlight
+) -> None:
+    _, payment = await paid_booking(client, customer, flight)
+    url = f"{PAYMENTS}/{payment['id']}/refund"
+    headers = {**admin.headers, "Idempotency-Key": "refund-once"}
+    first = await client.post(url, json={"amount": 1000}, headers=headers)
+    again = await client.post(url, json={"amount": 1000}, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()
+    assert again.json()["status"] == "SUCCEEDED"
+    [stored] = await rows(pool, "SELECT amount_refunded FROM payments")
+    assert stored["amount_refunded"] == 1000
+    other = await client.post(url, json={"amount": 2000}, headers=headers)
+    assert other.status_code == 422
