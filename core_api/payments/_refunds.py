@@ -43,8 +43,11 @@ if TYPE_CHECKING:
     from core_api.payments.service import PaymentService
 
 __all__ = [
+    "PendingRefund",
     "contains_card_number",
     "fetch_refund",
+    "lock_refund",
+    "mark_refund_succeeded",
     "reconcile_pending_refunds",
     "reserve_cancellation_refund",
     "reserve_refund",
@@ -148,7 +151,9 @@ async def reserve_cancellation_refund(
     )
 
 
-class _PendingRefund(msgspec.Struct, frozen=True, kw_only=True):
+class PendingRefund(msgspec.Struct, frozen=True, kw_only=True):
+    """A refund row with its payment's provider intent (what settling it needs)."""
+
     id: uuid.UUID
     payment_id: uuid.UUID
     booking_id: uuid.UUID
@@ -161,8 +166,9 @@ class _PendingRefund(msgspec.Struct, frozen=True, kw_only=True):
     provider_payment_id: str | None
 
 
-async def _refund_row(tx: AsyncConnection[Any], refund_id: uuid.UUID) -> _PendingRefund | None:
-    async with tx.cursor(row_factory=struct_row(_PendingRefund)) as cursor:
+async def lock_refund(tx: AsyncConnection[Any], refund_id: uuid.UUID) -> PendingRefund | None:
+    """A refund locked (after its booking and payment: the lock order)."""
+    async with tx.cursor(row_factory=struct_row(PendingRefund)) as cursor:
         await cursor.execute(QUERIES["lock_refund"], {"id": refund_id})
         return await cursor.fetchone()
 
@@ -172,7 +178,7 @@ async def mark_refund_succeeded(
     actor: Actor,
     booking: LockedBooking,
     payment: LockedPayment,
-    refund: _PendingRefund,
+    refund: PendingRefund,
     provider_refund_id: str | None,
 ) -> None:
     """Settle a locked PENDING refund as succeeded: its outbox event and audit rows."""
@@ -192,7 +198,7 @@ async def mark_refund_succeeded(
 
 
 async def _mark_refund_failed(
-    tx: AsyncConnection[Any], payment: LockedPayment, refund: _PendingRefund, error: str
+    tx: AsyncConnection[Any], payment: LockedPayment, refund: PendingRefund, error: str
 ) -> None:
     params = {"id": refund.id, "status": "FAILED", "provider_refund_id": None, "last_error": error}
     await tx.execute(QUERIES["settle_refund"], params)
@@ -214,7 +220,7 @@ async def settle_refund(service: PaymentService, refund_id: uuid.UUID) -> None:
     refund) and only while the refund is still PENDING, so the route, the reconciler and the provider's own
     ``charge.refunded`` webhook settle it once between them.
     """
-    async with service.pool.connection() as conn, conn.cursor(row_factory=struct_row(_PendingRefund)) as cursor:
+    async with service.pool.connection() as conn, conn.cursor(row_factory=struct_row(PendingRefund)) as cursor:
         await cursor.execute(QUERIES["refund_to_settle"], {"id": refund_id})
         pending = await cursor.fetchone()
     if pending is None or pending.status is not RefundStatus.PENDING or pending.provider_payment_id is None:
@@ -250,7 +256,7 @@ async def settle_refund(service: PaymentService, refund_id: uuid.UUID) -> None:
     async with transaction(service.pool) as tx:
         booking = await lock_booking_row(tx, pending.booking_id)
         payment = await lock_payment(tx, pending.payment_id)
-        refund = await _refund_row(tx, pending.id)
+        refund = await lock_refund(tx, pending.id)
         if refund is None or refund.status is not RefundStatus.PENDING:
             return
         if error is not None:

@@ -39,7 +39,7 @@ from core_api.payments._records import (
     lock_booking_row,
     lock_payment,
 )
-from core_api.payments._refunds import _refund_row, mark_refund_succeeded, reserve_refund, settle_refund
+from core_api.payments._refunds import lock_refund, mark_refund_succeeded, reserve_refund, settle_refund
 from core_api.payments.schemas import OPEN, PAID, PaymentStatus, RefundStatus, WebhookAck
 from core_api.storage.db import transaction
 from core_api.web.errors import AppError
@@ -321,7 +321,7 @@ async def _refunded(tx: AsyncConnection[Any], actor: Actor, charge: dict[str, An
         ours = (item.get("metadata") or {}).get("refund_id")
         refund_id = known["id"] if known else _uuid_or_none(ours)
         if refund_id is not None:
-            refund = await _refund_row(tx, refund_id)
+            refund = await lock_refund(tx, refund_id)
             if refund is not None and refund.payment_id == payment.id:
                 if refund.status is RefundStatus.PENDING:
                     await mark_refund_succeeded(tx, actor, booking, payment, refund, provider_refund_id)
