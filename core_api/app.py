@@ -36,6 +36,8 @@ from core_api.flights.routes import route_handlers as flight_routes
 from core_api.flights.search_routes import route_handlers as search_routes
 from core_api.health.routes import route_handlers as health_routes
 from core_api.log import configure_logging
+from core_api.payments.routes import route_handlers as payment_routes
+from core_api.payments.service import PaymentService
 from core_api.realtime import Hub, HubOptions
 from core_api.realtime import route_handlers as realtime_routes
 from core_api.security.crypto import load_cipher
@@ -117,6 +119,8 @@ def create_app(
         app.state.pool, app.state.redis = pool, redis
         app.state.auth = AuthContext(settings, keyring, pool, throttle)
         app.state.bookings = BookingService(pool, redis, settings, cipher)
+        app.state.payments = PaymentService(pool, settings, cipher)
+        app.state.bookings.settle_refund = app.state.payments.settle_refund
         app.state.audit_retention_days = settings.audit.retention_days
         # Refusals of the rate limiter are audited in aggregate (see core_api.audit.rate_limits).
         app.state.rate_limit_audit = refusals = RateLimitAudit(pool, settings.audit.rate_limit_flush_seconds)
@@ -141,6 +145,7 @@ def create_app(
             *flight_routes,
             *search_routes,
             *booking_routes,
+            *payment_routes,
             *audit_routes,
             *realtime_routes,
         ],

@@ -247,6 +247,26 @@ def create_user(email: str, password: str, role: str, full_name: str | None, air
             raise click.ClickException(mapped.detail) from None
 
 
+@main.command("rotate-keys")
+@click.option("--batch", type=click.IntRange(1, 100_000), default=500, show_default=True, help="Rows per transaction.")
+def rotate_keys(batch: int) -> None:
+    """Re-encrypt fields sealed with an older key under the first of FLIGHTDESK_CRYPTO_KEYS, in batches, online."""
+    from core_api.security.crypto import load_cipher
+    from core_api.security.rotation import rotate_keys as rotate
+
+    settings = _settings()
+    cipher = load_cipher(settings)
+
+    async def run(database_url: str) -> None:
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+            done = await rotate(conn, cipher, batch=batch)
+        for column, count in done.items():
+            console.print(f"[green]✓[/green] {column}: {count} re-encrypted with key {cipher.current}")
+
+    with services(settings, quiet=True) as urls:
+        asyncio.run(run(urls.database_url))
+
+
 class _Supervisor:
     """Runs child processes, stops them all on SIGINT/SIGTERM or when one of them dies."""
 

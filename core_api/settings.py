@@ -21,10 +21,12 @@ __all__ = [
     "AuthSettings",
     "BookingSettings",
     "DatabaseSettings",
+    "PaymentSettings",
     "RedisSettings",
     "SearchSettings",
     "Settings",
     "SettingsError",
+    "StripeSettings",
     "WarehouseSettings",
     "get_settings",
     "load_settings",
@@ -128,6 +130,27 @@ class BookingSettings(_Section, frozen=True):
     """Most seats one customer, or one agent, may hold unpaid at once (OWASP API6: no hoarding of inventory)."""
 
 
+# Payments (issue 10): which provider takes the money, and how to reach Stripe.
+class PaymentSettings(_Section, frozen=True):
+    provider: Literal["sandbox", "stripe"] = "sandbox"
+    """``sandbox`` (no network: state in our database, Stripe-shaped signed webhooks to our own endpoint) or
+    ``stripe`` (PaymentIntents through the official SDK, at ``FLIGHTDESK_STRIPE_API_BASE``)."""
+    provider_timeout_seconds: float = 10.0
+    """Budget of one call to the provider; past it the request answers 503 and nothing is written."""
+    refund_retry_seconds: int = 60
+    """Refunds whose provider call did not answer are retried by the worker's reconciler after this long."""
+
+
+class StripeSettings(_Section, frozen=True):
+    api_base: str = "https://api.stripe.com"
+    """Base URL of the Stripe API (a local stand-in such as localstripe in tests)."""
+    secret_key: str | None = None
+    """Stripe secret key (``sk_…``); required with ``FLIGHTDESK_PAYMENT_PROVIDER=stripe``."""
+    webhook_secret: str | None = None
+    """Signing secret of ``/webhooks/stripe`` (``whsec_…``; the sandbox signs its webhooks with it too). Unset:
+    outside production a random secret is generated once and kept in ``<state_dir>/stripe-webhook.key``."""
+
+
 class AuditSettings(_Section, frozen=True):
     seal_interval_seconds: float = 0.5
     """How often the worker's sealer looks for committed audit rows to link into the hash chain (it goes on at once
@@ -167,6 +190,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     search: SearchSettings = msgspec.field(default_factory=SearchSettings)
     amadeus: AmadeusSettings = msgspec.field(default_factory=AmadeusSettings)
     booking: BookingSettings = msgspec.field(default_factory=BookingSettings)
+    payment: PaymentSettings = msgspec.field(default_factory=PaymentSettings)
+    stripe: StripeSettings = msgspec.field(default_factory=StripeSettings)
     audit: AuditSettings = msgspec.field(default_factory=AuditSettings)
     warehouse: WarehouseSettings = msgspec.field(default_factory=WarehouseSettings)
 
@@ -187,6 +212,8 @@ _SECTIONS: dict[str, type[_Section]] = {
     "search": SearchSettings,
     "amadeus": AmadeusSettings,
     "booking": BookingSettings,
+    "payment": PaymentSettings,
+    "stripe": StripeSettings,
     "audit": AuditSettings,
     "warehouse": WarehouseSettings,
 }
@@ -303,10 +330,20 @@ def _check(settings: Settings) -> None:
         "FLIGHTDESK_OPS_TOKEN": settings.ops_token is not None and len(settings.ops_token) < 16,
         "FLIGHTDESK_BOOKING_HOLD_MINUTES": not 1 <= settings.booking.hold_minutes <= 24 * 60,
         "FLIGHTDESK_BOOKING_MAX_UNPAID_SEATS": not 1 <= settings.booking.max_unpaid_seats <= 10_000,
+        "FLIGHTDESK_PAYMENT_PROVIDER_TIMEOUT_SECONDS": not 0 < settings.payment.provider_timeout_seconds <= 120,
+        "FLIGHTDESK_PAYMENT_REFUND_RETRY_SECONDS": not 1 <= settings.payment.refund_retry_seconds <= 86_400,
     }
     for variable, bad in problems.items():
         if bad:
             raise SettingsError(f"{variable}: value out of range")
+    required = {
+        "FLIGHTDESK_STRIPE_SECRET_KEY": settings.payment.provider == "stripe" and not settings.stripe.secret_key,
+        # Secrets have no working default outside the embedded demo mode.
+        "FLIGHTDESK_STRIPE_WEBHOOK_SECRET": settings.env == "production" and not settings.stripe.webhook_secret,
+    }
+    for variable, missing in required.items():
+        if missing:
+            raise SettingsError(f"{variable}: required (payment provider {settings.payment.provider}, {settings.env})")
     from core_api.web.ratelimit import parse_rate_limits
 
     try:

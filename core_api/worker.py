@@ -26,6 +26,7 @@ from core_api.bookings.idempotency import delete_expired_keys
 from core_api.bookings.service import BookingService, release_lapsed_holds
 from core_api.outbox.dispatch import dispatch_event
 from core_api.outbox.relay import OutboxRelay
+from core_api.payments.service import PaymentService, reconcile_pending_refunds
 from core_api.security.crypto import load_cipher
 from core_api.settings import get_settings
 from core_api.storage.db import create_pool
@@ -39,6 +40,7 @@ __all__ = [
     "forget_expired_auth_state",
     "forget_idempotency_keys",
     "heartbeat",
+    "reconcile_refunds",
 ]
 
 logger = logging.getLogger(__name__)
@@ -76,6 +78,11 @@ async def forget_expired_auth_state(ctx: dict[str, Any]) -> int:
     return await forget_expired_state(ctx["pool"])
 
 
+async def reconcile_refunds(ctx: dict[str, Any]) -> int:
+    """Ask the provider again for refunds it did not answer (or that a crash left between our commit and its answer)."""
+    return await reconcile_pending_refunds(ctx["payments"])
+
+
 async def on_startup(ctx: dict[str, Any]) -> None:
     """Open the worker's shared clients; ``ctx`` carries ``redis`` (arq's pool) and ``database_url`` (:func:`run`)."""
     await heartbeat(ctx)
@@ -83,7 +90,10 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     pool = create_pool(settings, ctx["database_url"], name="flightdesk-worker")
     await pool.open(wait=True)
     ctx["pool"] = pool
-    ctx["bookings"] = BookingService(pool, ctx["redis"], settings, load_cipher(settings))
+    cipher = load_cipher(settings)
+    ctx["bookings"] = BookingService(pool, ctx["redis"], settings, cipher)
+    ctx["payments"] = PaymentService(pool, settings, cipher)
+    ctx["bookings"].settle_refund = ctx["payments"].settle_refund
     relay = OutboxRelay(ctx["database_url"], ctx["redis"])
     await relay.start()
     ctx["outbox_relay"] = relay
@@ -125,6 +135,7 @@ class WorkerSettings:
         cron(forget_idempotency_keys, minute=set(range(0, 60, 10)), second={30}),
         cron(audit_retention, hour={3}, minute={17}, second={0}),
         cron(forget_expired_auth_state, minute=set(range(5, 60, 10)), second={30}),
+        cron(reconcile_refunds, second={45}, run_at_startup=True),
     ]
     on_startup = on_startup
     on_shutdown = on_shutdown

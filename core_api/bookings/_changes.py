@@ -24,6 +24,7 @@ from core_api.bookings._common import (
 )
 from core_api.bookings.schemas import Booking, BookingStatus, BookingUpdate
 from core_api.flights.search import invalidate_flight
+from core_api.payments._refunds import reserve_cancellation_refund
 from core_api.storage.db import struct_row, transaction
 from core_api.web.errors import HoldExpired, InvalidState, ValidationFailed
 
@@ -64,8 +65,11 @@ async def cancel_booking(service: BookingService, actor: Actor, principal: Princ
     """Cancel a live booking the caller may change: seats back to the bucket and the seat map in one transaction.
 
     404 when the caller may not see it, 403 for read-only roles, 409 ``INVALID_STATE`` when it already ended or its
-    flight has left. Refunds of paid bookings come with payments.
+    flight has left. A paid booking is refunded as its fare allows (what remains of the payment on a refundable
+    fare, nothing on another): the refund is reserved in this transaction, with the seats' release, and asked of
+    the provider after COMMIT (see :mod:`core_api.payments._refunds`).
     """
+    refund_id = None
     async with transaction(service.pool) as tx:
         booking = await lock_booking(tx, booking_id, principal)
         if booking.status not in _LIVE:
@@ -73,6 +77,7 @@ async def cancel_booking(service: BookingService, actor: Actor, principal: Princ
         if booking.departed:
             raise InvalidState("The flight has departed; the booking can no longer be cancelled.")
         await _release(tx, booking, BookingStatus.CANCELLED)
+        refund_id = await reserve_cancellation_refund(tx, actor, booking)
         await emit_booking_event(tx, "booking.cancelled", booking, status=BookingStatus.CANCELLED)
         [cancelled] = await fetch_bookings(tx, [booking_id])
         await record(
@@ -82,10 +87,12 @@ async def cancel_booking(service: BookingService, actor: Actor, principal: Princ
             ("booking", booking_id),
             before=booking.snapshot(),
             after={"status": BookingStatus.CANCELLED},
-            metadata={"seats_released": booking.seat_count},
+            metadata={"seats_released": booking.seat_count, "refund_id": refund_id},
         )
     BOOKING_EVENTS.labels(event="booking.cancelled").inc()
     await _forget_cached_searches(service, {booking.flight_id})
+    if refund_id is not None and service.settle_refund is not None:
+        await service.settle_refund(refund_id)
     return cancelled
 
 

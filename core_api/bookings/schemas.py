@@ -180,6 +180,8 @@ class Booking(msgspec.Struct, frozen=True, kw_only=True):
     confirmed_at: datetime | None
     cancelled_at: datetime | None
     expired_at: datetime | None
+    status_reason: str | None = None
+    """Why the booking is in its status when that alone does not say (a late payment refunded, seats re-taken)."""
 
 
 class BookingPage(msgspec.Struct, frozen=True, kw_only=True):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -80,15 +80,19 @@ def new_pnr() -> str:
 
 
 class BookingService:
-    """What booking needs from the app: the pool, Redis (search cache), the settings and the field cipher."""
+    """What booking needs from the app: the pool, Redis (search cache), the settings and the field cipher; and,
+    once payments are wired in, how to ask the provider for a refund a cancellation reserved (unset: it waits for
+    the worker's refund reconciler).
+    """
 
-    __slots__ = ("cipher", "pool", "redis", "settings")
+    __slots__ = ("cipher", "pool", "redis", "settings", "settle_refund")
 
     def __init__(self, pool: DbPool, redis: aioredis.Redis, settings: Settings, cipher: Cipher) -> None:
         self.pool = pool
         self.redis = redis
         self.settings = settings
         self.cipher = cipher
+        self.settle_refund: Callable[[uuid.UUID], Awaitable[None]] | None = None
 
 
 @dataclass(frozen=True)

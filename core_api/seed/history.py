@@ -19,7 +19,9 @@ head.
   every earlier one, being of its own transaction, so it may seal them only when no older transaction of the
   database is still open: otherwise it leaves them to the worker's sealer. The hashes are computed client-side
   (``_history_audit``) and a sample of them recomputed by the server.
-- Payments do not exist yet: :func:`payment_history` is where the seeded payments and refunds will come from.
+- Payments (``_history_payments``): every confirmed booking was paid, one in ten after a declined first attempt,
+  and a cancelled one on a refundable fare refunded; the audit events join the chain as the bookings are made, the
+  rows are derived from the bookings once they are copied.
 - Speed: one chunk of rows is generated in a worker thread while the previous one is being copied, so the
   Python process and the server work at the same time. Into empty tables, secondary indexes and foreign keys are
   built once at the end instead of row by row (as for the seats): measured, that halves the server's work.
@@ -51,6 +53,7 @@ from core_api.seed._history_model import (
     PaidBooking,
     PnrSequence,
 )
+from core_api.seed._history_payments import PAYMENT_ROWS, payment_events
 from core_api.seed._history_people import DEMO_EMAIL_DOMAIN, SeededUser, make_customers, make_travel_agents
 from core_api.storage.db import load_queries
 
@@ -100,17 +103,10 @@ class HistorySummary:
 
 
 def payment_history(booking: PaidBooking) -> tuple[AuditEvent, ...]:
-    """The payment and refund history of one seeded booking that was paid: none yet, payments do not exist.
-
-    The payments domain plugs in here. It is called, in creation order, for every booking that was confirmed
-    (``booking.confirmed_at`` is when the payment succeeded; ``cancelled_at``, if set, when it was cancelled, with
-    ``refundable`` telling what the fare rules give back). The audit events it returns (``payment.created``,
-    ``payment.succeeded``, ``refund.succeeded`` … at or after ``created_at``) join the chain in time order. The
-    rows themselves belong in ``payments`` / ``refunds``, written like the bookings are: collect them as COPY
-    lines beside :class:`HistoryChunk` and copy them after the chunk's bookings.
+    """The payment and refund history of one seeded booking that was paid, as audit events (see
+    :mod:`core_api.seed._history_payments`, which also writes the rows).
     """
-    del booking
-    return ()
+    return payment_events(booking)
 
 
 QUERIES = load_queries("audit")
@@ -186,7 +182,7 @@ UPDATE flight_prices AS p SET seats_available = p.seats_available - t.taken, upd
 FROM unnest(%(fare_ids)s::bigint[], %(taken)s::int[]) AS t (fare_id, taken)
 WHERE p.id = t.fare_id
 """
-_ANALYZE = "ANALYZE users, bookings, passengers, audit_logs, flight_prices"
+_ANALYZE = "ANALYZE users, bookings, passengers, audit_logs, flight_prices, payments, refunds"
 
 
 async def seed_history(
@@ -234,6 +230,8 @@ async def seed_history(
     async with _bulk_load(conn, ("bookings", "passengers", "audit_logs"), progress):
         await _stream(conn, history, progress, sealing=sealing)
     await _take_seats(conn, flights, history.taken)
+    for statement in PAYMENT_ROWS:
+        await conn.execute(statement)
     if chain.appended:
         await conn.execute(_MOVE_SEQUENCE, {"last_id": chain.last_id})
     if sealing:

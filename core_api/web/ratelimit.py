@@ -253,12 +253,13 @@ class OccasionalWarning:
         self._log.warning(message, *args, extra={"suppressed": suppressed})
 
 
-_EXEMPT_PATHS = frozenset({"/metrics", "/api/openapi.json"})
+# The payment provider's webhooks: a signed, cheaply verified burst (replays included) that must not be turned away.
+_EXEMPT_PATHS = frozenset({"/metrics", "/api/openapi.json", "/api/v1/webhooks/stripe"})
 _EXEMPT_PREFIXES = ("/api/v1/health", "/api/docs")
 
 
 def is_exempt_path(path: str) -> bool:
-    """Monitoring and the API docs are never limited."""
+    """Monitoring, the API docs and the payment provider's webhooks are never limited."""
     return path in _EXEMPT_PATHS or path.startswith(_EXEMPT_PREFIXES)
 
 

@@ -207,7 +207,7 @@ SELECT b.id, b.pnr, b.status, b.hold_expires_at,
                          'arrival_at', f.arrival_at, 'origin_tz', o.tz, 'destination_tz', d.tz,
                          'status', f.status) AS flight,
        b.customer_id, b.agent_id, b.contact_email, b.contact_phone, b.created_at, b.updated_at,
-       b.confirmed_at, b.cancelled_at, b.expired_at
+       b.confirmed_at, b.cancelled_at, b.expired_at, b.status_reason
 FROM bookings AS b
 JOIN flights AS f ON f.id = b.flight_id
 JOIN airports AS o ON o.code = f.origin

@@ -166,6 +166,42 @@ async def _cancel_booking(w: World) -> httpx.Response:
     return await w.client.delete(f"/api/v1/bookings/{booking}", headers=w.customer.headers)
 
 
+async def _payment(w: World) -> str:
+    response = await w.client.post(
+        "/api/v1/payments", json={"booking_id": await w.booking()}, headers=w.customer.headers
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+async def _create_payment(w: World) -> httpx.Response:
+    return await w.client.post("/api/v1/payments", json={"booking_id": await w.booking()}, headers=w.customer.headers)
+
+
+async def _confirm_sandbox_payment(w: World) -> httpx.Response:
+    payment = await _payment(w)
+    body = {"outcome": "succeeded"}
+    return await w.client.post(f"/api/v1/payments/{payment}/sandbox/confirm", json=body, headers=w.customer.headers)
+
+
+async def _refund_payment(w: World) -> httpx.Response:
+    payment = await _payment(w)
+    confirm = f"/api/v1/payments/{payment}/sandbox/confirm"
+    assert (await w.client.post(confirm, json={"outcome": "succeeded"}, headers=w.customer.headers)).is_success
+    return await w.client.post(f"/api/v1/payments/{payment}/refund", json={"amount": 100}, headers=w.admin.headers)
+
+
+async def _stripe_webhook(w: World) -> httpx.Response:
+    from core_api.payments.webhooks import sign
+
+    payload = b'{"id": "evt_walk", "object": "event", "type": "customer.created", "data": {"object": {}}}'
+    headers = {
+        "Stripe-Signature": sign(payload, w.app.state.payments.webhook_secret),
+        "Content-Type": "application/json",
+    }
+    return await w.client.post("/api/v1/webhooks/stripe", content=payload, headers=headers)
+
+
 async def _cleanup(w: World) -> httpx.Response:
     return await w.client.delete("/api/v1/audit/logs/cleanup", params={"older_than_days": 90}, headers=w.admin.headers)
 
@@ -186,6 +222,10 @@ SCENARIOS: dict[str, tuple[Call, set[EventType]]] = {
     "updateBooking": (_update_booking, {EventType.BOOKING_UPDATED}),
     "cancelBooking": (_cancel_booking, {EventType.BOOKING_CANCELLED}),
     "cleanupAuditLogs": (_cleanup, {EventType.SYSTEM_AUDIT_CLEANUP}),
+    "createPayment": (_create_payment, {EventType.PAYMENT_CREATED}),
+    "confirmSandboxPayment": (_confirm_sandbox_payment, {EventType.WEBHOOK_RECEIVED, EventType.PAYMENT_SUCCEEDED}),
+    "refundPayment": (_refund_payment, {EventType.REFUND_REQUESTED, EventType.PAYMENT_REFUNDED}),
+    "receiveStripeWebhook": (_stripe_webhook, {EventType.WEBHOOK_RECEIVED}),
 }
 
 
