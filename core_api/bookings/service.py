@@ -32,8 +32,8 @@ from core_api.bookings._common import (
     BOOKING_EVENTS,
     QUERIES,
     LockedBooking,
+    booking_event_params,
     claim_seats,
-    emit_booking_event,
     fetch_bookings,
     seat_errors,
 )
@@ -174,8 +174,8 @@ async def _parties(tx: AsyncConnection[Any], principal: Principal, data: Booking
 
 async def _check_unpaid_cap(tx: AsyncConnection[Any], parties: _Parties, seats: int, cap: int) -> None:
     await tx.execute(QUERIES["lock_holder"], {"id": parties.holder})
-    params = {"holder": parties.holder, "as_agent": parties.holder_is_agent}
-    row = await (await tx.execute(QUERIES["unpaid_seats"], params)).fetchone()
+    query = "unpaid_seats_of_agent" if parties.holder_is_agent else "unpaid_seats_of_customer"
+    row = await (await tx.execute(QUERIES[query], {"holder": parties.holder})).fetchone()
     held = int(row["seats"]) if row else 0
     if held + seats > cap:
         raise Conflict(
@@ -305,8 +305,9 @@ async def create_booking(
     ``SEAT_TAKEN`` / ``INVALID_STATE`` / ``CONFLICT`` (too many unpaid seats); nothing is written on any of them.
 
     Every buyer of a bucket queues for its row lock, so the lock is taken last and held for one round trip: the
-    seats are taken (``take_fare_seats``), the outbox event, stored answer and audit row written, and the
-    transaction committed in one pipeline. Overselling fails the UPDATE on the bucket's CHECK, which aborts the rest.
+    seats are taken and the outbox event written (one statement, ``take_fare_seats_announced``), the stored answer
+    written and the transaction committed, in one pipeline behind the audit row. Overselling fails the UPDATE on
+    the bucket's CHECK, which aborts the rest.
     """
     seated = [index for index, passenger in enumerate(data.passengers) if passenger.type is not PassengerType.INFANT]
     seats = data.seats or []
@@ -365,8 +366,8 @@ async def _take_seats_and_commit(
                 entity = ("booking", draft.booking_id)
                 after = written.snapshot()
                 await record_in_pipeline(tx, EventType.BOOKING_CREATED, actor, entity, after=after, metadata=metadata)
-                await tx.execute(QUERIES["take_fare_seats"], {"fare_id": fare.id, "seats": written.seat_count})
-                await emit_booking_event(tx, "booking.created", written, status=BookingStatus.PENDING_PAYMENT)
+                event = booking_event_params("booking.created", written, status=BookingStatus.PENDING_PAYMENT)
+                await tx.execute(QUERIES["take_fare_seats_announced"], {**event, "seats": written.seat_count})
                 if key is not None:
                     await idempotency.store(tx, key, 201, body)
                 await tx.execute("COMMIT")

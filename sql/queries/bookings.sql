@@ -42,13 +42,19 @@ SELECT id, email, role, is_active
 FROM users
 WHERE id = %(id)s::uuid AND deleted_at IS NULL
 
--- unpaid_seats --
--- Seats a customer, or an agent, holds unpaid right now.
+-- unpaid_seats_of_customer --
+-- Seats a customer holds unpaid right now: a range of bookings_customer_live_holds_idx (their unexpired holds, at
+-- most the cap's worth) whatever the statistics, however long their history. The status condition is spelt as the
+-- index's predicate, which no other index can serve (see migration 0013).
 SELECT coalesce(sum(seat_count), 0)::int AS seats
 FROM bookings
-WHERE status = 'PENDING_PAYMENT' AND hold_expires_at > now()
-  AND ((%(as_agent)s::bool AND agent_id = %(holder)s::uuid)
-       OR (NOT %(as_agent)s::bool AND customer_id = %(holder)s::uuid))
+WHERE customer_id = %(holder)s::uuid AND (status = 'PENDING_PAYMENT') IS TRUE AND hold_expires_at > now()
+
+-- unpaid_seats_of_agent --
+-- Seats an agent holds unpaid right now, from bookings_agent_live_holds_idx likewise.
+SELECT coalesce(sum(seat_count), 0)::int AS seats
+FROM bookings
+WHERE agent_id = %(holder)s::uuid AND (status = 'PENDING_PAYMENT') IS TRUE AND hold_expires_at > now()
 
 -- bookable_flight --
 -- A flight's status and departure, and whether it can still be sold.
@@ -73,6 +79,21 @@ ORDER BY price_amount, fare_class
 UPDATE flight_prices
 SET seats_available = seats_available - %(seats)s::int, updated_at = now()
 WHERE id = %(fare_id)s::bigint
+
+-- take_fare_seats_announced --
+-- take_fare_seats and the booking's outbox event in one statement, the event carrying the count the update leaves:
+-- the one statement a new booking runs under the bucket's row lock (with the stored idempotent answer and COMMIT).
+-- Overselling fails the UPDATE on flight_prices_seats_in_range, and the event with it.
+WITH taken AS (
+    UPDATE flight_prices
+    SET seats_available = seats_available - %(seats)s::int, updated_at = now()
+    WHERE id = %(fare_id)s::bigint
+    RETURNING seats_available
+)
+INSERT INTO outbox_events (id, event_type, aggregate_type, aggregate_id, payload)
+SELECT %(id)s::uuid, %(event_type)s::text, 'booking', %(booking_id)s::text,
+       jsonb_set(%(payload)s::jsonb, '{availability,seats_available}', to_jsonb(taken.seats_available))
+FROM taken
 
 -- insert_booking_event --
 -- A booking's outbox event, with the availability its fare bucket has in this transaction (so it can be queued
