@@ -60,6 +60,21 @@ async def test_an_edited_applied_migration_is_refused(empty_database_url: str, t
         await migrate(empty_database_url, tmp_path)
 
 
+async def test_a_run_that_applies_migrations_analyzes_the_tables_holding_rows(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "0001_load.sql").write_text(
+        "CREATE TABLE loaded AS SELECT n FROM generate_series(1, 1000) AS n; CREATE TABLE empty (n int);"
+    )
+    await migrate(empty_database_url, tmp_path)
+    async with await psycopg.AsyncConnection.connect(empty_database_url) as conn:
+        cursor = await conn.execute(
+            "SELECT relname, reltuples FROM pg_class WHERE relname IN ('loaded', 'empty') ORDER BY relname"
+        )
+        # -1: never analysed, so the planner keeps its guess for a table that is still to be loaded.
+        assert await cursor.fetchall() == [("empty", -1), ("loaded", 1000)]
+
+
 def test_badly_named_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "create_things.sql").write_text("SELECT 1;")
     with pytest.raises(MigrationError, match=r"NNNN_name\.sql"):
