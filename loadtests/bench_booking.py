@@ -607,24 +607,52 @@ class CpuUse:
     machine_busy: float
     api_ms_per_request: float
     loadgen_ms_per_request: float
+    postgres_ms_per_request: float
+    """CPU of the PostgreSQL backends serving the scratch database (the API's connections), per request."""
+
+
+_BACKENDS = """
+SELECT pid FROM pg_stat_activity
+WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()
+"""
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += (int(fields[11]) + int(fields[12])) / _TICK
+    return total
 
 
 class CpuMeter:
-    def __init__(self, api_pid: int) -> None:
+    """CPU used during a run by the API's processes, this process, and the PostgreSQL backends of ``database_url``
+    open when the run starts (the API's pool, filled by the warm-up run; the server must be on this machine).
+    """
+
+    def __init__(self, api_pid: int, database_url: str) -> None:
         self.api_pid = api_pid
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            self.backends = [int(row[0]) for row in conn.execute(_BACKENDS).fetchall()]
 
     def __enter__(self) -> CpuMeter:
         self._api, self._self, self._machine = _tree_cpu_seconds(self.api_pid), time.process_time(), _machine_ticks()
+        self._postgres = _cpu_seconds(self.backends)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.api = _tree_cpu_seconds(self.api_pid) - self._api
         self.loadgen = time.process_time() - self._self
+        self.postgres = _cpu_seconds(self.backends) - self._postgres
         busy, total = _machine_ticks()
         self.busy = (busy - self._machine[0]) / max(total - self._machine[1], 1)
 
     def per_request(self, requests: int) -> CpuUse:
-        return CpuUse(self.busy, 1000 * self.api / max(requests, 1), 1000 * self.loadgen / max(requests, 1))
+        per = 1000 / max(requests, 1)
+        return CpuUse(self.busy, per * self.api, per * self.loadgen, per * self.postgres)
 
 
 # -- The API under load, and its profile -------------------------------------------------------------------------------
@@ -858,7 +886,7 @@ async def main() -> None:
             api = Api(api_env, workers, workdir / f"api-w{workers}.log")
             await api.up()
             await load(api.base, max(1.0, args.seconds / 5))  # warm: pools filled, statements prepared
-            with sampler, CpuMeter(api.process.pid) as cpu:
+            with sampler, CpuMeter(api.process.pid, database_url) as cpu:
                 http = await load(api.base, args.seconds)
             http_locks = sampler.profile
             api.stop()
@@ -950,7 +978,8 @@ def report(
         )
         print(
             f"  CPU: machine {cpu.machine_busy:.0%} busy during the HTTP run; per booking "
-            f"{cpu.api_ms_per_request:.2f} ms in the API, {cpu.loadgen_ms_per_request:.2f} ms in this load generator"
+            f"{cpu.api_ms_per_request:.2f} ms in the API, {cpu.postgres_ms_per_request:.2f} ms in its PostgreSQL "
+            f"backends, {cpu.loadgen_ms_per_request:.2f} ms in this load generator"
         )
         print(f"  pgbench: {run.reference_locks.summary()}")
         print(f"  HTTP:    {run.http_locks.summary()}")
