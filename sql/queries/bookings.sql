@@ -122,7 +122,8 @@ ON CONFLICT (pnr) DO NOTHING
 RETURNING id
 
 -- insert_passengers --
--- A booking's travellers in one statement, in the order given.
+-- A booking's travellers in one statement, in the order given; none when the booking is not there (its insert met
+-- a taken PNR), so that it can be pipelined behind insert_booking.
 INSERT INTO passengers (id, booking_id, flight_id, first_name, last_name, date_of_birth, type, document_enc,
                         seat_no, created_at)
 SELECT p.id, %(booking_id)s::uuid, %(flight_id)s::bigint, p.first_name, p.last_name, p.date_of_birth, p.type,
@@ -130,6 +131,7 @@ SELECT p.id, %(booking_id)s::uuid, %(flight_id)s::bigint, p.first_name, p.last_n
 FROM unnest(%(ids)s::uuid[], %(first_names)s::text[], %(last_names)s::text[], %(dates_of_birth)s::date[],
             %(types)s::text[], %(documents)s::bytea[], %(seat_nos)s::text[])
      WITH ORDINALITY AS p (id, first_name, last_name, date_of_birth, type, document_enc, seat_no, ordinality)
+WHERE EXISTS (SELECT 1 FROM bookings AS b WHERE b.id = %(booking_id)s::uuid)
 
 -- lock_seats --
 -- Lock the seats a change involves, in seat-number order (every writer of seats locks in this order, so two
