@@ -489,6 +489,8 @@ class LockProfile:
     audit_waiters: int = 0
     holder: Counter[str] = field(default_factory=Counter)
     holder_kind: Counter[str] = field(default_factory=Counter)
+    backends: Counter[str] = field(default_factory=Counter)
+    """Every sampled backend of the database: its state, or what it waits for."""
 
     def __add__(self, other: LockProfile) -> LockProfile:
         return LockProfile(
@@ -498,7 +500,13 @@ class LockProfile:
             self.audit_waiters + other.audit_waiters,
             self.holder + other.holder,
             self.holder_kind + other.holder_kind,
+            self.backends + other.backends,
         )
+
+    def backend_states(self, n: int = 8) -> list[str]:
+        """The share of sampled backends in each state: idle (waiting for the API), running, or waiting on what."""
+        total = max(sum(self.backends.values()), 1)
+        return [f"{count / total:5.0%}  {what}" for what, count in self.backends.most_common(n)]
 
     def summary(self) -> str:
         if not self.samples:
@@ -549,6 +557,11 @@ class LockSampler:
         profile = self.profile
         profile.samples += 1
         by_pid = {row[0]: row for row in rows}
+        for _, state, wait_type, wait_event, _, _ in rows:
+            if state == "active":
+                profile.backends["running" if wait_type is None else f"waiting {wait_type}:{wait_event}"] += 1
+            else:
+                profile.backends[str(state)] += 1
         fare_waiters = {row[0] for row in rows if row[2] == "Lock" and "flight_prices" in (row[4] or "")}
         profile.fare_waiters += len(fare_waiters)
         profile.audit_waiters += sum(row[2] == "Lock" and "audit_chain_head" in (row[4] or "") for row in rows)
@@ -797,6 +810,11 @@ async def main() -> None:
     parser.add_argument(
         "--history", choices=["small", "none"], default="small", help="seed the demo history first (small), or not"
     )
+    parser.add_argument(
+        "--template",
+        help="copy this database (seeded and migrated by the same checkout) instead of seeding: repeated runs in "
+        "minutes rather than one per seed",
+    )
     args = parser.parse_args()
     worker_counts = [int(part) for part in args.workers.split(",") if part.strip()]
     clients = args.concurrency
@@ -804,7 +822,7 @@ async def main() -> None:
         raise SystemExit("pgbench is not on PATH (PostgreSQL client tools)")
 
     workdir = Path(tempfile.mkdtemp(prefix="fd_bench_booking_"))
-    name, database_url = create_scratch_database(args.database_url, "fd_bench_booking")
+    name, database_url = create_scratch_database(args.database_url, "fd_bench_booking", template=args.template)
     with psycopg.connect(args.database_url, autocommit=True) as conn:
         max_connections = int(conn.execute("SHOW max_connections").fetchone()[0])  # type: ignore[index]
     # Our own state directory: keys, and the Prometheus files that `api --workers N` clears at start.
@@ -815,7 +833,7 @@ async def main() -> None:
     try:
         started = time.perf_counter()
         # `seed` migrates first; both ANALYZE what they wrote, as they do for anyone.
-        command = ["migrate"] if args.history == "none" else ["seed", "--scale", args.history]
+        command = ["migrate"] if args.history == "none" or args.template else ["seed", "--scale", args.history]
         migrated = subprocess.run([sys.executable, "-m", "core_api.cli", *command], env=env, capture_output=True)
         if migrated.returncode != 0:
             raise RuntimeError(f"{command[0]} failed:\n{migrated.stderr.decode(errors='replace')[-3000:]}")
@@ -1023,6 +1041,8 @@ def report(
             f"\nHTTP workers {run.workers}, what the holder of the fare row was doing (share of samples with a queue):"
         )
         print("\n".join(f"    {line}" for line in run.http_locks.top()))
+        print(f"  every backend of the database (the API's pool) over the HTTP run, {run.workers} worker(s):")
+        print("\n".join(f"    {line}" for line in run.http_locks.backend_states()))
     if profile_lines:
         print("\nAPI profile (workers 1)")
         print("\n".join(profile_lines))
