@@ -33,11 +33,14 @@ __all__ = [
 ]
 
 
-def create_scratch_database(server_url: str, prefix: str) -> tuple[str, str]:
-    """A new empty database on the server of ``server_url``: its name and conninfo."""
+def create_scratch_database(server_url: str, prefix: str, *, template: str | None = None) -> tuple[str, str]:
+    """A new database on the server of ``server_url``, empty or a copy of ``template``: its name and conninfo."""
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template is not None:
+        create += sql.SQL(" TEMPLATE {} STRATEGY FILE_COPY").format(sql.Identifier(template))
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        conn.execute(create)
     return name, make_conninfo(server_url, dbname=name)
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "QUERIES",
     "LockedBooking",
     "Scope",
+    "booking_event_params",
     "claim_seats",
     "emit_booking_event",
     "fetch_bookings",
@@ -200,12 +201,10 @@ def seat_errors(seats: list[str], seated: int) -> list[FieldError]:
     return errors
 
 
-async def emit_booking_event(
-    tx: AsyncConnection[Any], event_type: str, booking: LockedBooking, *, status: BookingStatus
-) -> None:
-    """The outbox event of a booking change, shaped for the WebSocket hub (see ``core_api.outbox``); the fare
-    bucket's availability is read by the insert itself, as this transaction leaves it. Sends no answer back, so it
-    costs no round trip inside a pipeline.
+def booking_event_params(event_type: str, booking: LockedBooking, *, status: BookingStatus) -> dict[str, Any]:
+    """The parameters of a booking's outbox event (``insert_booking_event``, ``take_fare_seats_announced``), shaped
+    for the WebSocket hub (see ``core_api.outbox``); the statement fills in the fare bucket's availability as the
+    transaction leaves it.
     """
     payload = {
         "booking_id": str(booking.id),
@@ -224,13 +223,19 @@ async def emit_booking_event(
             "seats_available": None,
         },
     }
-    await tx.execute(
-        QUERIES["insert_booking_event"],
-        {
-            "id": uuid.uuid4(),
-            "event_type": event_type,
-            "booking_id": str(booking.id),
-            "fare_id": booking.fare_id,
-            "payload": msgspec.json.encode(payload).decode(),
-        },
-    )
+    return {
+        "id": uuid.uuid4(),
+        "event_type": event_type,
+        "booking_id": str(booking.id),
+        "fare_id": booking.fare_id,
+        "payload": msgspec.json.encode(payload).decode(),
+    }
+
+
+async def emit_booking_event(
+    tx: AsyncConnection[Any], event_type: str, booking: LockedBooking, *, status: BookingStatus
+) -> None:
+    """The outbox event of a booking change (:func:`booking_event_params`). Sends no answer back, so it costs no
+    round trip inside a pipeline.
+    """
+    await tx.execute(QUERIES["insert_booking_event"], booking_event_params(event_type, booking, status=status))

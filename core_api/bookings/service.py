@@ -2,7 +2,8 @@
 writes the booking, claims the chosen seats and writes the passengers, then takes the fare bucket's seats with an
 ``UPDATE`` whose condition is the bucket's CHECK (the row lock serialises buyers of the bucket until commit), in
 one pipeline with the audit row (first: it takes no lock), the outbox event, the stored idempotent answer and the
-COMMIT.
+COMMIT. Without an Idempotency-Key or chosen seats that is three round trips: ``BEGIN`` and every read, the
+booking's rows and their read-back, the fare bucket and ``COMMIT``.
 
 Locks are taken in one order by every creating writer — the holder's user row (the cap), seats by seat number, the
 fare bucket — and nothing but the database is awaited while they are held. The contended one,
@@ -32,8 +33,8 @@ from core_api.bookings._common import (
     BOOKING_EVENTS,
     QUERIES,
     LockedBooking,
+    booking_event_params,
     claim_seats,
-    emit_booking_event,
     fetch_bookings,
     seat_errors,
 )
@@ -156,37 +157,6 @@ class _Parties:
     holder_is_agent: bool
 
 
-async def _parties(tx: AsyncConnection[Any], principal: Principal, data: BookingCreate) -> _Parties:
-    """A customer books for themselves; an agent (or admin) for a customer account or for a traveller's contact."""
-    if principal.role is Role.CUSTOMER:
-        if data.customer_id is not None and data.customer_id != principal.id:
-            raise ValidationFailed.for_field("customer_id", "only travel agents book for other customers")
-        row = await (await tx.execute(QUERIES["customer"], {"id": principal.id})).fetchone()
-        assert row is not None  # authenticated callers are live users
-        email = data.contact_email or row["email"]
-        return _Parties(principal.id, None, email, principal.id, holder_is_agent=False)
-    contact_email = data.contact_email
-    if data.customer_id is not None:
-        row = await (await tx.execute(QUERIES["customer"], {"id": data.customer_id})).fetchone()
-        if row is None or row["role"] != Role.CUSTOMER or not row["is_active"]:
-            raise ValidationFailed.for_field("customer_id", "no active customer with this id")
-        contact_email = contact_email or row["email"]
-    if contact_email is None:
-        raise ValidationFailed.for_field("contact_email", "required when booking without a customer_id")
-    return _Parties(data.customer_id, principal.id, contact_email, principal.id, holder_is_agent=True)
-
-
-async def _check_unpaid_cap(tx: AsyncConnection[Any], parties: _Parties, seats: int, cap: int) -> None:
-    await tx.execute(QUERIES["lock_holder"], {"id": parties.holder})
-    params = {"holder": parties.holder, "as_agent": parties.holder_is_agent}
-    row = await (await tx.execute(QUERIES["unpaid_seats"], params)).fetchone()
-    held = int(row["seats"]) if row else 0
-    if held + seats > cap:
-        raise Conflict(
-            f"{held} seats are already held unpaid and the limit is {cap}: pay for or cancel a booking first."
-        )
-
-
 class _Fare(msgspec.Struct, frozen=True):
     id: int
     fare_class: str
@@ -195,14 +165,81 @@ class _Fare(msgspec.Struct, frozen=True):
     seats_available: int
 
 
-async def _fare_candidates(tx: AsyncConnection[Any], data: BookingCreate, seats: int) -> list[_Fare]:
+@dataclass(frozen=True)
+class _Reads:
+    """What the rules of a booking read, in one round trip (:func:`_read_before_writing`)."""
+
+    flight: dict[str, Any] | None
+    caller: dict[str, Any] | None
+    """The caller's user row, locked: the unpaid-seat cap's lock, the first a booking takes."""
+    customer: dict[str, Any] | None
+    """The customer an agent books for (``customer_id``), if any."""
+    held: int
+    """Seats the caller holds unpaid, read after their row was locked."""
+    fares: list[_Fare]
+
+
+async def _read_before_writing(
+    tx: AsyncConnection[Any], principal: Principal, data: BookingCreate, *, begin: bool
+) -> _Reads:
+    """The flight, the caller's row locked, the customer an agent books for, the caller's unpaid seats and the fare
+    buckets, in one pipeline (``BEGIN`` first when ``begin``): the server runs them in order, so the unpaid seats
+    are counted once the caller's row is locked. All are read whatever the outcome; a refusal rolls them back.
+    """
+    as_agent = principal.role is not Role.CUSTOMER
+    cap_query = "unpaid_seats_of_agent" if as_agent else "unpaid_seats_of_customer"
+    fare_params = {"flight_id": data.flight_id, "cabin": data.cabin.value, "fare_class": data.fare_class}
+    async with tx.pipeline():
+        if begin:
+            await tx.execute("BEGIN")
+        flight = await tx.execute(QUERIES["bookable_flight"], {"flight_id": data.flight_id})
+        caller = await tx.execute(QUERIES["lock_holder"], {"id": principal.id})
+        customer = None
+        if as_agent and data.customer_id is not None:
+            customer = await tx.execute(QUERIES["customer"], {"id": data.customer_id})
+        held = await tx.execute(QUERIES[cap_query], {"holder": principal.id})
+        fares = tx.cursor(row_factory=struct_row(_Fare))
+        await fares.execute(QUERIES["fare_buckets"], fare_params)
+    held_row = await held.fetchone()
+    return _Reads(
+        flight=await flight.fetchone(),
+        caller=await caller.fetchone(),
+        customer=await customer.fetchone() if customer is not None else None,
+        held=int(held_row["seats"]) if held_row else 0,
+        fares=await fares.fetchall(),
+    )
+
+
+def _parties(principal: Principal, data: BookingCreate, reads: _Reads) -> _Parties:
+    """A customer books for themselves; an agent (or admin) for a customer account or for a traveller's contact."""
+    if principal.role is Role.CUSTOMER:
+        if data.customer_id is not None and data.customer_id != principal.id:
+            raise ValidationFailed.for_field("customer_id", "only travel agents book for other customers")
+        assert reads.caller is not None  # authenticated callers are live users
+        email = data.contact_email or reads.caller["email"]
+        return _Parties(principal.id, None, email, principal.id, holder_is_agent=False)
+    contact_email = data.contact_email
+    if data.customer_id is not None:
+        row = reads.customer
+        if row is None or row["role"] != Role.CUSTOMER or not row["is_active"]:
+            raise ValidationFailed.for_field("customer_id", "no active customer with this id")
+        contact_email = contact_email or row["email"]
+    if contact_email is None:
+        raise ValidationFailed.for_field("contact_email", "required when booking without a customer_id")
+    return _Parties(data.customer_id, principal.id, contact_email, principal.id, holder_is_agent=True)
+
+
+def _check_unpaid_cap(held: int, seats: int, cap: int) -> None:
+    if held + seats > cap:
+        raise Conflict(
+            f"{held} seats are already held unpaid and the limit is {cap}: pay for or cancel a booking first."
+        )
+
+
+def _fare_candidates(data: BookingCreate, fares: list[_Fare], seats: int) -> list[_Fare]:
     """The requested bucket, or the cabin's buckets with room for ``seats`` cheapest first (read without a lock:
     the conditional UPDATE decides).
     """
-    params = {"flight_id": data.flight_id, "cabin": data.cabin.value, "fare_class": data.fare_class}
-    async with tx.cursor(row_factory=struct_row(_Fare)) as cursor:
-        await cursor.execute(QUERIES["fare_buckets"], params)
-        fares = await cursor.fetchall()
     if not fares:
         if data.fare_class is not None:
             raise ValidationFailed.for_field("fare_class", f"no fare class {data.fare_class} in {data.cabin.value}")
@@ -220,6 +257,26 @@ async def _insert_booking(tx: AsyncConnection[Any], params: dict[str, Any]) -> s
         if await (await tx.execute(QUERIES["insert_booking"], params)).fetchone() is not None:
             return str(params["pnr"])
     raise RuntimeError(f"no free PNR after {_PNR_ATTEMPTS} draws")  # 8 collisions in a row: the space is full
+
+
+async def _insert_unseated_booking(
+    tx: AsyncConnection[Any], cipher: Cipher, draft: _Draft, params: dict[str, Any]
+) -> tuple[str, Booking]:
+    """The booking, its passengers and the booking read back, in one round trip; a taken PNR inserts nothing (the
+    passengers' insert checks that the booking exists) and is drawn again. Returns the PNR and the booking.
+    """
+    for _ in range(_PNR_ATTEMPTS):
+        params["pnr"] = new_pnr()
+        async with tx.pipeline():
+            inserted = await tx.execute(QUERIES["insert_booking"], params)
+            await _insert_passengers(tx, cipher, draft.booking_id, draft.data, {})
+            detail = tx.cursor(row_factory=struct_row(Booking))
+            await detail.execute(QUERIES["booking_detail"], {"ids": [draft.booking_id]})
+        if await inserted.fetchone() is not None:
+            booking = await detail.fetchone()
+            assert booking is not None
+            return str(params["pnr"]), booking
+    raise RuntimeError(f"no free PNR after {_PNR_ATTEMPTS} draws")
 
 
 @dataclass(frozen=True)
@@ -246,32 +303,32 @@ async def _write(
     adults = sum(p.type is PassengerType.ADULT for p in data.passengers)
     infants = len(data.passengers) - seat_count
     total = party_price(fare.price_amount, adults=adults, children=seat_count - adults, infants=infants)
-    pnr = await _insert_booking(
-        tx,
-        {
-            "id": draft.booking_id,
-            "flight_id": data.flight_id,
-            "fare_id": fare.id,
-            "cabin": data.cabin.value,
-            "fare_class": fare.fare_class,
-            "customer_id": parties.customer_id,
-            "agent_id": parties.agent_id,
-            "created_by": draft.created_by,
-            "seat_count": seat_count,
-            "total_amount": total,
-            "currency": fare.currency,
-            "contact_email": parties.contact_email,
-            "contact_phone": data.contact_phone,
-            "hold_minutes": service.settings.booking.hold_minutes,
-        },
-    )
+    params = {
+        "id": draft.booking_id,
+        "flight_id": data.flight_id,
+        "fare_id": fare.id,
+        "cabin": data.cabin.value,
+        "fare_class": fare.fare_class,
+        "customer_id": parties.customer_id,
+        "agent_id": parties.agent_id,
+        "created_by": draft.created_by,
+        "seat_count": seat_count,
+        "total_amount": total,
+        "currency": fare.currency,
+        "contact_email": parties.contact_email,
+        "contact_phone": data.contact_phone,
+        "hold_minutes": service.settings.booking.hold_minutes,
+    }
     if draft.seats:
+        pnr = await _insert_booking(tx, params)
         await claim_seats(
             tx, booking_id=draft.booking_id, flight_id=data.flight_id, cabin=data.cabin, wanted=draft.seats
         )
-    seat_of = dict(zip(draft.seated, draft.seats, strict=False))
-    await _insert_passengers(tx, service.cipher, draft.booking_id, data, seat_of)
-    [booking] = await fetch_bookings(tx, [draft.booking_id])
+        seat_of = dict(zip(draft.seated, draft.seats, strict=False))
+        await _insert_passengers(tx, service.cipher, draft.booking_id, data, seat_of)
+        [booking] = await fetch_bookings(tx, [draft.booking_id])
+    else:
+        pnr, booking = await _insert_unseated_booking(tx, service.cipher, draft, params)
     written = LockedBooking(
         id=draft.booking_id,
         pnr=pnr,
@@ -309,26 +366,29 @@ async def create_booking(
     ``SEAT_TAKEN`` / ``INVALID_STATE`` / ``CONFLICT`` (too many unpaid seats); nothing is written on any of them.
 
     Every buyer of a bucket queues for its row lock, so the lock is taken last and held for one round trip: the
-    seats are taken (``take_fare_seats``), the outbox event, stored answer and audit row written, and the
-    transaction committed in one pipeline. Overselling fails the UPDATE on the bucket's CHECK, which aborts the rest.
+    seats are taken and the outbox event written (one statement, ``take_fare_seats_announced``), the stored answer
+    written and the transaction committed, in one pipeline behind the audit row. Overselling fails the UPDATE on
+    the bucket's CHECK, which aborts the rest.
     """
     seated = [index for index, passenger in enumerate(data.passengers) if passenger.type is not PassengerType.INFANT]
     seats = data.seats or []
     _raise_if(seat_errors(seats, len(seated)))
     async with _committed_by_pipeline(service.pool) as tx:
         if key is not None:
+            await tx.execute("BEGIN")
             stored = await idempotency.claim(tx, key)
             if stored is not None:
                 return CreateResult(stored.status_code, stored.body, None, replayed=True)
-        flight = await (await tx.execute(QUERIES["bookable_flight"], {"flight_id": data.flight_id})).fetchone()
+        reads = await _read_before_writing(tx, principal, data, begin=key is None)
+        flight = reads.flight
         if flight is None:
             raise ValidationFailed.for_field("flight_id", "no flight with this id")
         _raise_if(passenger_errors(data.passengers, flight["departure_at"].date(), datetime.now(UTC).date()))
         if not flight["bookable"]:
             raise InvalidState(f"This flight is {flight['status']} and can no longer be booked.")
-        parties = await _parties(tx, principal, data)
-        await _check_unpaid_cap(tx, parties, len(seated), service.settings.booking.max_unpaid_seats)
-        candidates = await _fare_candidates(tx, data, len(seated))
+        parties = _parties(principal, data, reads)
+        _check_unpaid_cap(reads.held, len(seated), service.settings.booking.max_unpaid_seats)
+        candidates = _fare_candidates(data, reads.fares, len(seated))
         draft = _Draft(uuid.uuid4(), data, parties, principal.id, flight, seated, seats)
         for attempt, fare in enumerate(candidates, start=1):
             last = attempt == len(candidates)
@@ -369,8 +429,8 @@ async def _take_seats_and_commit(
                 entity = ("booking", draft.booking_id)
                 after = written.snapshot()
                 await record_in_pipeline(tx, EventType.BOOKING_CREATED, actor, entity, after=after, metadata=metadata)
-                await tx.execute(QUERIES["take_fare_seats"], {"fare_id": fare.id, "seats": written.seat_count})
-                await emit_booking_event(tx, "booking.created", written, status=BookingStatus.PENDING_PAYMENT)
+                event = booking_event_params("booking.created", written, status=BookingStatus.PENDING_PAYMENT)
+                await tx.execute(QUERIES["take_fare_seats_announced"], {**event, "seats": written.seat_count})
                 if key is not None:
                     await idempotency.store(tx, key, 201, body)
                 await tx.execute("COMMIT")
@@ -388,12 +448,11 @@ async def _take_seats_and_commit(
 
 @asynccontextmanager
 async def _committed_by_pipeline(pool: DbPool) -> AsyncIterator[AsyncConnection[Any]]:
-    """A transaction whose COMMIT the block sends itself, in a pipeline with its last statements (``conn.transaction()``
-    would send it alone, one more round trip with the locks held). Rolled back when the block raises or returns
-    without committing.
+    """A transaction whose BEGIN and COMMIT the block sends itself, each in a pipeline with its first and last
+    statements (``conn.transaction()`` would send them alone: two more round trips, one of them with the locks
+    held). Rolled back when the block raises or returns without committing.
     """
     async with pool.connection() as conn:
-        await conn.execute("BEGIN")
         try:
             yield conn
         finally:

@@ -31,6 +31,7 @@ import psycopg
 from core_api.seed.history import SMALL_HISTORY, HistoryVolume, seed_history
 from core_api.seed.reference import AIRLINES, Airport, load_airports
 from core_api.seed.schedule import PlannedFlight, daily_services, planned_flights
+from core_api.storage.migrations import analyze_loaded
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
@@ -158,14 +159,17 @@ async def seed_reference_and_flights(
     now = datetime.now(UTC)
     first_day = start or now.date()
     airports = load_airports()
-    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK_KEY,))
-        airlines_added = await _insert_airlines(conn)
-        airports_added = await _insert_airports(conn, airports.values(), progress)
-        flights, fares, seats = await _write_flights(conn, first_day, days, history_days, now, progress)
-        added = await seed_history(
-            conn, days=history_days, volume=history, now=now, random_seed=random_seed, progress=progress
-        )
+    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK_KEY,))
+            airlines_added = await _insert_airlines(conn)
+            airports_added = await _insert_airports(conn, airports.values(), progress)
+            flights, fares, seats = await _write_flights(conn, first_day, days, history_days, now, progress)
+            added = await seed_history(
+                conn, days=history_days, volume=history, now=now, random_seed=random_seed, progress=progress
+            )
+        # Statistics of everything loaded, not left to autovacuum (off here, and late anywhere after a bulk load).
+        await analyze_loaded(conn)
     return SeedSummary(
         airports=airports_added,
         airlines=airlines_added,

@@ -3,6 +3,9 @@
 Applied versions are recorded in ``schema_migrations`` with the file's checksum. A session-level advisory lock
 makes concurrent runs (two processes starting at once) wait for each other, so running twice is a no-op. A file
 that changed after it was applied is refused rather than silently skipped.
+
+A run that applied anything ends with ``ANALYZE`` of every table holding rows (:func:`analyze_loaded`): a migration
+may rewrite or move data, and autovacuum may be off or late, so nothing should plan on statistics from before it.
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from core_api.storage.db import SQL_DIR
 
-__all__ = ["Migration", "MigrationError", "discover", "migrate"]
+__all__ = ["Migration", "MigrationError", "analyze_loaded", "discover", "migrate"]
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +99,30 @@ async def migrate(conninfo: str, directory: Path = MIGRATIONS_DIR) -> list[Migra
                         (migration.version, migration.name, migration.checksum),
                     )
                 applied_now.append(migration)
+            if applied_now:
+                await analyze_loaded(conn)
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (_ADVISORY_LOCK_KEY,))
     return applied_now
+
+
+# Tables of the current schema with at least one page: an empty one is left alone, so that the planner keeps its
+# "never analysed" guess for it rather than learning that it is empty just before it is loaded.
+_LOADED_TABLES = """
+SELECT c.relname
+FROM pg_class AS c
+WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'm') AND pg_relation_size(c.oid) > 0
+ORDER BY c.relname
+"""
+
+
+async def analyze_loaded(conn: psycopg.AsyncConnection[Any]) -> list[str]:
+    """``ANALYZE`` every table of the schema that holds rows, on an autocommit connection; returns their names.
+
+    ``migrate`` and ``seed`` run it after they write: plans must not depend on autovacuum having caught up.
+    """
+    cursor = await conn.execute(_LOADED_TABLES)
+    tables = [str(row[0]) for row in await cursor.fetchall()]
+    if tables:
+        await conn.execute(sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(map(sql.Identifier, tables))))
+    return tables

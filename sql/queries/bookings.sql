@@ -42,13 +42,19 @@ SELECT id, email, role, is_active
 FROM users
 WHERE id = %(id)s::uuid AND deleted_at IS NULL
 
--- unpaid_seats --
--- Seats a customer, or an agent, holds unpaid right now.
+-- unpaid_seats_of_customer --
+-- Seats a customer holds unpaid right now: a range of bookings_customer_live_holds_idx (their unexpired holds, at
+-- most the cap's worth) whatever the statistics, however long their history. The status condition is spelt as the
+-- index's predicate, which no other index can serve (see migration 0013).
 SELECT coalesce(sum(seat_count), 0)::int AS seats
 FROM bookings
-WHERE status = 'PENDING_PAYMENT' AND hold_expires_at > now()
-  AND ((%(as_agent)s::bool AND agent_id = %(holder)s::uuid)
-       OR (NOT %(as_agent)s::bool AND customer_id = %(holder)s::uuid))
+WHERE customer_id = %(holder)s::uuid AND (status = 'PENDING_PAYMENT') IS TRUE AND hold_expires_at > now()
+
+-- unpaid_seats_of_agent --
+-- Seats an agent holds unpaid right now, from bookings_agent_live_holds_idx likewise.
+SELECT coalesce(sum(seat_count), 0)::int AS seats
+FROM bookings
+WHERE agent_id = %(holder)s::uuid AND (status = 'PENDING_PAYMENT') IS TRUE AND hold_expires_at > now()
 
 -- bookable_flight --
 -- A flight's status and departure, and whether it can still be sold.
@@ -73,6 +79,21 @@ ORDER BY price_amount, fare_class
 UPDATE flight_prices
 SET seats_available = seats_available - %(seats)s::int, updated_at = now()
 WHERE id = %(fare_id)s::bigint
+
+-- take_fare_seats_announced --
+-- take_fare_seats and the booking's outbox event in one statement, the event carrying the count the update leaves:
+-- the one statement a new booking runs under the bucket's row lock (with the stored idempotent answer and COMMIT).
+-- Overselling fails the UPDATE on flight_prices_seats_in_range, and the event with it.
+WITH taken AS (
+    UPDATE flight_prices
+    SET seats_available = seats_available - %(seats)s::int, updated_at = now()
+    WHERE id = %(fare_id)s::bigint
+    RETURNING seats_available
+)
+INSERT INTO outbox_events (id, event_type, aggregate_type, aggregate_id, payload)
+SELECT %(id)s::uuid, %(event_type)s::text, 'booking', %(booking_id)s::text,
+       jsonb_set(%(payload)s::jsonb, '{availability,seats_available}', to_jsonb(taken.seats_available))
+FROM taken
 
 -- insert_booking_event --
 -- A booking's outbox event, with the availability its fare bucket has in this transaction (so it can be queued
@@ -101,7 +122,8 @@ ON CONFLICT (pnr) DO NOTHING
 RETURNING id
 
 -- insert_passengers --
--- A booking's travellers in one statement, in the order given.
+-- A booking's travellers in one statement, in the order given; none when the booking is not there (its insert met
+-- a taken PNR), so that it can be pipelined behind insert_booking.
 INSERT INTO passengers (id, booking_id, flight_id, first_name, last_name, date_of_birth, type, document_enc,
                         seat_no, created_at)
 SELECT p.id, %(booking_id)s::uuid, %(flight_id)s::bigint, p.first_name, p.last_name, p.date_of_birth, p.type,
@@ -109,6 +131,7 @@ SELECT p.id, %(booking_id)s::uuid, %(flight_id)s::bigint, p.first_name, p.last_n
 FROM unnest(%(ids)s::uuid[], %(first_names)s::text[], %(last_names)s::text[], %(dates_of_birth)s::date[],
             %(types)s::text[], %(documents)s::bytea[], %(seat_nos)s::text[])
      WITH ORDINALITY AS p (id, first_name, last_name, date_of_birth, type, document_enc, seat_no, ordinality)
+WHERE EXISTS (SELECT 1 FROM bookings AS b WHERE b.id = %(booking_id)s::uuid)
 
 -- lock_seats --
 -- Lock the seats a change involves, in seat-number order (every writer of seats locks in this order, so two
