@@ -36,6 +36,7 @@ from core_api.flights.routes import route_handlers as flight_routes
 from core_api.flights.search_routes import route_handlers as search_routes
 from core_api.health.routes import route_handlers as health_routes
 from core_api.log import configure_logging
+from core_api.notifications.routes import route_handlers as notification_routes
 from core_api.realtime import Hub, HubOptions
 from core_api.realtime import route_handlers as realtime_routes
 from core_api.security.crypto import load_cipher
@@ -142,6 +143,7 @@ def create_app(
             *search_routes,
             *booking_routes,
             *audit_routes,
+            *notification_routes,
             *realtime_routes,
         ],
         # Who may call first; then parameters and body, the only input a handler sees (all refusals are 4xx).
