@@ -19,6 +19,7 @@ lost anyway (Redis flushed) is found by the worker's stalled-mail sweep.
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -188,9 +189,13 @@ def _context_errors(template: TemplateName, context: dict[str, Any]) -> msgspec.
     except msgspec.ValidationError as exc:
         message = str(exc)
         detail, _, location = message.rpartition(" - at `$")
-        if not detail:
-            raise ValidationFailed.of([FieldError("context", message)]) from None
+        if not detail:  # at the root of the context
+            detail, location = message, ""
         path = "context" + location.rstrip("`")
+        # A missing or unknown field is reported at its object; name the field itself.
+        named = re.fullmatch(r"Object (?:missing required|contains unknown) field `([^`]+)`", detail)
+        if named:
+            path = f"{path}.{named[1]}"
         raise ValidationFailed.of([FieldError(path, detail)]) from None
 
 
