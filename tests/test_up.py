@@ -28,7 +28,11 @@ def free_port() -> int:
 def fresh_environment() -> Iterator[dict[str, str]]:
     state_dir = Path(tempfile.mkdtemp(prefix="fdup", dir="/tmp"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLIGHTDESK_")}
-    env |= {"FLIGHTDESK_STATE_DIR": str(state_dir), "FLIGHTDESK_API_PORT": str(free_port())}
+    env |= {
+        "FLIGHTDESK_STATE_DIR": str(state_dir),
+        "FLIGHTDESK_API_PORT": str(free_port()),
+        "FLIGHTDESK_SMTP_PORT": str(free_port()),
+    }
     yield env
     for process in psutil.process_iter(["cmdline"]):
         if any(str(state_dir) in part for part in process.info["cmdline"] or []):
@@ -93,6 +97,16 @@ def test_up_runs_everything_and_stops_cleanly(fresh_environment: dict[str, str])
         assert "schema up to date" in migrate.stderr
         assert embedded_server_pids(env["FLIGHTDESK_STATE_DIR"]) == servers
         assert httpx.get(f"{base}/api/v1/health/services").status_code == 200
+
+        # With no SMTP server configured, mails land in the local catcher's folder.
+        body = {"email": "up@example.com", "password": "a long password", "full_name": "Up Example"}
+        assert httpx.post(f"{base}/api/v1/auth/register", json=body, timeout=10).status_code == 201
+        mail_dir = Path(env["FLIGHTDESK_STATE_DIR"]) / "mail"
+        deadline = time.monotonic() + 30
+        while not list(mail_dir.glob("*.eml")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        [welcome] = [path.read_text() for path in mail_dir.glob("*.eml")]
+        assert "To: up@example.com" in welcome
     finally:
         up.send_signal(signal.SIGTERM)
         output, _ = up.communicate(timeout=60)
