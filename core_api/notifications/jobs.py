@@ -65,6 +65,7 @@ class Notifier:
     public_url: str
     retry_base: float
     reminder_hours: int
+    lease_seconds: float = LEASE_SECONDS
 
     @classmethod
     def from_settings(cls, settings: Settings, pool: DbPool, redis: ArqRedis) -> Notifier:
@@ -83,7 +84,7 @@ async def send_notification(ctx: dict[str, Any], notification_id: str) -> str:
     notifier: Notifier = ctx["notifier"]
     async with notifier.pool.connection() as conn:
         claim = await (
-            await conn.execute(QUERIES["claim_notification"], {"id": notification_id, "lease": LEASE_SECONDS})
+            await conn.execute(QUERIES["claim_notification"], {"id": notification_id, "lease": notifier.lease_seconds})
         ).fetchone()
         if claim is None:
             state = await (await conn.execute(QUERIES["notification_state"], {"id": notification_id})).fetchone()

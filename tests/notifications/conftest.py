@@ -54,6 +54,7 @@ class SmtpServer:
         self.received: list[EmailMessage] = []
         self.refuse_next = 0
         self.delay = 0.0
+        self.rcpt_delay = 0.0
         self._lock = threading.Lock()
         self._controller: Controller | None = None
 
@@ -67,6 +68,12 @@ class SmtpServer:
             parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
             assert isinstance(parsed, EmailMessage)
             self.received.append(parsed)
+        return "250 OK"
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]) -> str:
+        if self.rcpt_delay:
+            await asyncio.sleep(self.rcpt_delay)
+        envelope.rcpt_tos.append(address)
         return "250 OK"
 
     def start(self) -> None:
