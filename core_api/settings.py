@@ -169,6 +169,9 @@ class NotificationSettings(_Section, frozen=True):
     """Backoff before the second delivery attempt; it doubles before the third (3 attempts, then FAILED)."""
     reminder_hours: int = 24
     """How long before departure the ``booking_reminder`` mail goes out."""
+    metrics_port: int | None = None
+    """Port (on 127.0.0.1) where the worker serves Prometheus metrics: arq queue depth, outbox backlog, mails by
+    state, sends by template and outcome. Unset: not served."""
 
 
 class WarehouseSettings(_Section, frozen=True):
@@ -342,6 +345,8 @@ def _check(settings: Settings) -> None:
         "FLIGHTDESK_SMTP_TIMEOUT_SECONDS": not 0 < settings.smtp.timeout_seconds <= 300,
         "FLIGHTDESK_NOTIFICATIONS_RETRY_BASE_SECONDS": not 0 <= settings.notifications.retry_base_seconds <= 3600,
         "FLIGHTDESK_NOTIFICATIONS_REMINDER_HOURS": not 1 <= settings.notifications.reminder_hours <= 24 * 14,
+        "FLIGHTDESK_NOTIFICATIONS_METRICS_PORT": settings.notifications.metrics_port is not None
+        and not 0 < settings.notifications.metrics_port < 65536,
     }
     for variable, bad in problems.items():
         if bad:

@@ -28,6 +28,7 @@ from core_api.bookings.idempotency import delete_expired_keys
 from core_api.bookings.service import BookingService, release_lapsed_holds
 from core_api.notifications import handlers as _notification_handlers  # noqa: F401 - registers the handlers
 from core_api.notifications.jobs import Notifier, requeue_stalled_mail, send_notification, send_reminders
+from core_api.notifications.metrics import refresh_worker_gauges, serve_worker_metrics
 from core_api.outbox.dispatch import dispatch_event
 from core_api.outbox.relay import OutboxRelay
 from core_api.security.crypto import load_cipher
@@ -89,6 +90,9 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     ctx["pool"] = pool
     ctx["bookings"] = BookingService(pool, ctx["redis"], settings, load_cipher(settings))
     ctx["notifier"] = Notifier.from_settings(settings, pool, ctx["redis"])
+    if settings.notifications.metrics_port and not ctx.get("metrics_served"):
+        serve_worker_metrics(settings.notifications.metrics_port)
+        ctx["metrics_served"] = True
     relay = OutboxRelay(ctx["database_url"], ctx["redis"])
     await relay.start()
     ctx["outbox_relay"] = relay
@@ -137,6 +141,7 @@ class WorkerSettings:
         cron(forget_expired_auth_state, minute=set(range(5, 60, 10)), second={30}),
         cron(send_reminders, minute=set(range(0, 60, 5)), second={45}, run_at_startup=True),
         cron(requeue_stalled_mail, second={20}),
+        cron(refresh_worker_gauges, second=set(range(2, 60, 5)), run_at_startup=True),
     ]
     on_startup = on_startup
     on_shutdown = on_shutdown

@@ -134,3 +134,10 @@ SELECT id, user_id, booking_id, template, recipient, subject, status, priority, 
        created_at, updated_at, sent_at
 FROM notifications
 WHERE id = %(id)s::uuid
+
+-- mails_by_status --
+-- Mails not cleared, by status, for the worker's gauges.
+SELECT status, count(*)::integer AS n
+FROM notifications
+WHERE cleared_at IS NULL
+GROUP BY status
