@@ -1,7 +1,10 @@
 -- insert_notification --
--- Queue one mail for an event and recipient; a second insert for the same pair (a replay) changes nothing.
+-- Queue one mail for an event and recipient; a second insert for the same pair (a replay) changes nothing. An
+-- account or booking the event names that does not exist (an admin's send naming any booking) is left out, not
+-- a reason to lose the mail.
 INSERT INTO notifications (user_id, booking_id, event_id, template, recipient, subject, priority, payload)
-VALUES (%(user_id)s::uuid, %(booking_id)s::uuid, %(event_id)s::uuid, %(template)s::text, %(recipient)s::text,
+VALUES ((SELECT id FROM users WHERE id = %(user_id)s::uuid), (SELECT id FROM bookings WHERE id = %(booking_id)s::uuid),
+        %(event_id)s::uuid, %(template)s::text, %(recipient)s::text,
         %(subject)s::text, %(priority)s::smallint, %(payload)s::jsonb)
 ON CONFLICT (event_id, recipient) DO NOTHING
 RETURNING id
