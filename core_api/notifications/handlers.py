@@ -18,11 +18,16 @@ take amount and recipient from the event. Importing this module registers the ha
 
 from __future__ import annotations
 
+import functools
+import logging
 import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+import psycopg
+from arq import Retry
+from redis.exceptions import RedisError
 
 from core_api.notifications.jobs import Notifier
 from core_api.notifications.schemas import (
@@ -39,12 +44,14 @@ from core_api.notifications.schemas import (
     WelcomeContext,
 )
 from core_api.notifications.service import QUERIES, QUEUED_EVENT, enqueue_send, queue_mail
-from core_api.outbox.dispatch import register_handler
+from core_api.outbox.dispatch import EventHandler, register_handler
 
 if TYPE_CHECKING:
     from core_api.outbox import OutboxEvent
 
-__all__ = ["queue_booking_mail"]
+__all__ = ["HANDLERS", "queue_booking_mail"]
+
+logger = logging.getLogger(__name__)
 
 _BOOKING_CONTEXTS: dict[TemplateName, type[msgspec.Struct]] = {
     TemplateName.BOOKING_CONFIRMATION: BookingConfirmationContext,
@@ -80,6 +87,9 @@ async def _booking(notifier: Notifier, booking_id: object) -> dict[str, Any] | N
 
 
 async def _queue(notifier: Notifier, **mail: Any) -> None:
+    if not mail["recipient"]:
+        logger.warning("outbox event %s names no recipient for %s; no mail", mail["event_id"], mail["template"])
+        return
     async with notifier.pool.connection() as conn:
         queued = await queue_mail(conn, public_url=notifier.public_url, **mail)
     if queued is not None:
@@ -244,6 +254,23 @@ async def on_notification_queued(ctx: dict[str, Any], event: OutboxEvent) -> Non
         await enqueue_send(notifier.redis, row["id"], row["priority"])
 
 
+def _retrying(handler: EventHandler) -> EventHandler:
+    """The handler, with a failed database or Redis call turned into arq's ``Retry`` (arq drops a job that raises
+    anything else, and the event's mail with it). The retry re-runs every handler of the event; each finds the mail
+    it queued and queues nothing twice."""
+
+    @functools.wraps(handler)
+    async def run(ctx: dict[str, Any], event: OutboxEvent) -> None:
+        try:
+            await handler(ctx, event)
+        except (psycopg.Error, RedisError, OSError) as exc:
+            tries = int(ctx.get("job_try") or 1)
+            logger.warning("outbox event %s: %s failed (%s); retrying", event.id, handler.__name__, exc)
+            raise Retry(defer=min(60.0, 2.0**tries)) from exc
+
+    return run
+
+
 HANDLERS = {
     "booking.confirmed": on_booking_confirmed,
     "booking.cancelled": on_booking_cancelled,
@@ -256,4 +283,4 @@ HANDLERS = {
     QUEUED_EVENT: on_notification_queued,
 }
 for _event_type, _handler in HANDLERS.items():
-    register_handler(_event_type, _handler)
+    register_handler(_event_type, _retrying(_handler))

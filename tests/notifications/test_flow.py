@@ -4,7 +4,9 @@ and outages, first-class for password resets and failed payments."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import pytest
 from arq.connections import ArqRedis
 
 from core_api.notifications.jobs import Notifier
@@ -130,3 +132,36 @@ async def test_password_resets_and_failed_payments_go_ahead_of_a_backlog(
     assert len(subjects) == 17
     assert {subjects[0], subjects[1]} == {f"Payment failed for booking {booking.pnr}", "Reset your Flightdesk password"}
     assert all(subject.startswith("Welcome") for subject in subjects[2:])
+
+
+async def test_a_database_failure_in_a_handler_asks_arq_for_a_retry_and_the_retry_queues_the_mail(
+    pool: DbPool,
+    notifier: Notifier,
+    run_worker: RunWorker,
+    smtp: SmtpServer,
+    booking: ConfirmedBooking,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import psycopg
+    from arq import Retry
+
+    from core_api.notifications import handlers
+
+    real = handlers.queue_mail
+    calls = 0
+
+    async def flaky(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(handlers, "queue_mail", flaky)
+    event_id = await write_event(pool, "booking.confirmed", ("booking", booking.id), {"booking_id": booking.id})
+    with pytest.raises(Retry):
+        await dispatch(pool, notifier, event_id)
+    assert await notifications(pool) == []
+    await dispatch(pool, notifier, event_id)
+    await run_worker()
+    assert len(smtp.to(booking.contact_email)) == 1
