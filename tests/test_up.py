@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,6 +74,10 @@ def test_up_runs_everything_and_stops_cleanly(fresh_environment: dict[str, str])
         text=True,
         start_new_session=True,
     )
+    # Read the output as it comes: a child blocked on a full pipe (the worker logs every job) would stall `up`.
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(up.stdout or ()), daemon=True)
+    reader.start()
     try:
         health = wait_until_healthy(base, up)
         assert {service["name"]: service["status"] for service in health["services"]} == {
@@ -100,16 +105,22 @@ def test_up_runs_everything_and_stops_cleanly(fresh_environment: dict[str, str])
 
         # With no SMTP server configured, mails land in the local catcher's folder.
         body = {"email": "up@example.com", "password": "a long password", "full_name": "Up Example"}
-        assert httpx.post(f"{base}/api/v1/auth/register", json=body, timeout=10).status_code == 201
+        assert httpx.post(f"{base}/api/v1/auth/register", json=body, timeout=60).status_code == 201
         mail_dir = Path(env["FLIGHTDESK_STATE_DIR"]) / "mail"
-        deadline = time.monotonic() + 30
-        while not list(mail_dir.glob("*.eml")) and time.monotonic() < deadline:
+        deadline = time.monotonic() + 60
+        # (Demo bookings leaving within a day get their reminders meanwhile.)
+        while time.monotonic() < deadline and not any(
+            "To: up@example.com" in path.read_text() for path in mail_dir.glob("*.eml")
+        ):
             time.sleep(0.2)
-        [welcome] = [path.read_text() for path in mail_dir.glob("*.eml")]
-        assert "To: up@example.com" in welcome
+        welcome = [path.read_text() for path in mail_dir.glob("*.eml") if "To: up@example.com" in path.read_text()]
+        assert len(welcome) == 1
+        assert "Subject: Welcome to Flightdesk, Up Example" in welcome[0]
     finally:
         up.send_signal(signal.SIGTERM)
-        output, _ = up.communicate(timeout=60)
+        up.wait(timeout=60)
+        reader.join(timeout=10)
+    output = "".join(lines)
     assert up.returncode == 0, output
     assert "seeded" in output
     assert "Flightdesk is up" in output

@@ -33,13 +33,24 @@ from core_api.notifications.schemas import (
     WelcomeContext,
 )
 
-__all__ = ["HIGH_PRIORITY", "NORMAL_PRIORITY", "TEMPLATES", "MailTemplate", "Rendered", "format_money", "local_time"]
+__all__ = [
+    "BULK_PRIORITY",
+    "HIGH_PRIORITY",
+    "NORMAL_PRIORITY",
+    "TEMPLATES",
+    "MailTemplate",
+    "Rendered",
+    "format_money",
+    "local_time",
+]
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 
 HIGH_PRIORITY = 1
 """Password resets and failed payments: someone is waiting for them."""
 NORMAL_PRIORITY = 5
+BULK_PRIORITY = 7
+"""Reminders: the cron queues them in waves, which must not hold up the mails of what people just did."""
 
 # ISO 4217 currencies whose minor unit is not the cent.
 _MINOR_DIGITS = {
@@ -154,7 +165,7 @@ _SUBJECTS: dict[TemplateName, tuple[type[msgspec.Struct], int, str]] = {
     TemplateName.WELCOME: (WelcomeContext, NORMAL_PRIORITY, "Welcome to Flightdesk, {{ full_name }}"),
     TemplateName.BOOKING_REMINDER: (
         BookingReminderContext,
-        NORMAL_PRIORITY,
+        BULK_PRIORITY,
         "Your flight {{ flight.flight_number }} to {{ flight.destination }} leaves tomorrow ({{ pnr }})",
     ),
     TemplateName.FLIGHT_CHANGED: (

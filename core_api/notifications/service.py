@@ -9,8 +9,9 @@ the job re-runs: that window is the at-least-once part no SMTP client can close;
 
 **Priority.** arq takes ready jobs in score order (the time they are due). A send job is enqueued as if it had
 been due ``(9 - priority) * PRIORITY_STEP_SECONDS`` ago, so password resets and failed payments (priority 1) go
-ahead of every ordinary mail (priority 5) queued in the last four minutes of backlog, on the same queue and workers;
-nothing is ever deferred because of its priority.
+ahead of every ordinary mail (priority 5) queued in the last four minutes of backlog, and ordinary mail ahead of the
+reminder cron's waves (priority 7) for two minutes, on the same queue and workers; nothing is ever deferred because
+of its priority.
 
 **From the API.** Routes never talk to arq: ``POST /notifications/send`` and ``retry-failed`` change rows and write a
 ``notification.queued`` outbox event in the same transaction; its handler enqueues the send jobs. A job that is

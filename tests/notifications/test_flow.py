@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from arq.connections import ArqRedis
 
-from core_api.notifications.jobs import Notifier
+from core_api.notifications.jobs import Notifier, send_reminders
 from core_api.storage.db import DbPool
 from tests.notifications.conftest import (
     ConfirmedBooking,
@@ -116,6 +116,12 @@ async def test_mail_waits_out_an_smtp_outage_and_goes_out_once_when_the_server_i
 async def test_password_resets_and_failed_payments_go_ahead_of_a_backlog(
     pool: DbPool, notifier: Notifier, smtp: SmtpServer, run_worker: RunWorker, booking: ConfirmedBooking
 ) -> None:
+    # A reminder wave queued first (the booking leaves in two hours) still goes after the ordinary mail.
+    async with pool.connection() as conn:
+        await conn.execute(
+            "UPDATE flights SET departure_at = now() + interval '2 hours', arrival_at = now() + interval '9 hours'"
+        )
+    assert await send_reminders({"notifier": notifier}) == 1
     events = []
     for n in range(15):
         payload = {"user_id": booking.customer.id, "email": f"new{n}@example.com", "full_name": f"New {n}"}
@@ -129,9 +135,10 @@ async def test_password_resets_and_failed_payments_go_ahead_of_a_backlog(
     await run_worker(max_jobs=1)
 
     subjects = [mail["Subject"] for mail in smtp.received]
-    assert len(subjects) == 17
+    assert len(subjects) == 18
     assert {subjects[0], subjects[1]} == {f"Payment failed for booking {booking.pnr}", "Reset your Flightdesk password"}
-    assert all(subject.startswith("Welcome") for subject in subjects[2:])
+    assert all(subject.startswith("Welcome") for subject in subjects[2:17])
+    assert subjects[17].startswith("Your flight BA9001")
 
 
 async def test_a_database_failure_in_a_handler_asks_arq_for_a_retry_and_the_retry_queues_the_mail(
