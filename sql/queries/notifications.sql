@@ -37,9 +37,10 @@ FROM notifications
 WHERE id = %(id)s::uuid
 
 -- mark_sent --
--- The SMTP server accepted the mail.
+-- The SMTP server accepted the mail; a password-reset token it carried is not kept.
 UPDATE notifications
-SET status = 'SENT', sent_at = now(), last_error = NULL, lease_until = NULL, updated_at = now()
+SET status = 'SENT', sent_at = now(), last_error = NULL, lease_until = NULL, updated_at = now(),
+    payload = payload - 'token'
 WHERE id = %(id)s::uuid AND status = 'SENDING'
 
 -- mark_retry --

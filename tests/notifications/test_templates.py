@@ -176,6 +176,8 @@ async def test_welcome_and_password_reset(
         pool, notifier, run_worker, smtp, ("auth.password_reset_requested", ("user", user.id), payload)
     )
     assert mail["Subject"] == "Reset your Flightdesk password"
+    [row] = [row for row in await notifications(pool) if row["template"] == "password_reset"]
+    assert "token" not in row["payload"]  # not kept once mailed
     for part in (text, html):
         assert "pr_abcdefgh12345678" in part
         assert "30 minutes" in part
