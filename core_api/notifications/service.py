@@ -55,6 +55,7 @@ __all__ = [
     "SEND_JOB",
     "clear_completed",
     "enqueue_send",
+    "erase_user_notifications",
     "job_id_of",
     "list_notifications",
     "notification_stats",
@@ -251,3 +252,8 @@ async def retry_failed(pool: DbPool, actor: Actor) -> int:
             await emit(tx, QUEUED_EVENT, ("notification", ids[0]), {"notification_ids": ids})
         await record(tx, EventType.NOTIFICATION_RETRIED, actor, None, metadata={"retried": len(ids)})
     return len(ids)
+
+
+async def erase_user_notifications(tx: AsyncConnection[Any], user_id: uuid.UUID) -> int:
+    """Strip the personal data from a deleted user's mails (in the deletion's transaction); returns how many."""
+    return (await tx.execute(QUERIES["erase_user_notifications"], {"user_id": user_id})).rowcount

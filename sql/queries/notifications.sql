@@ -145,3 +145,10 @@ SELECT status, count(*)::integer AS n
 FROM notifications
 WHERE cleared_at IS NULL
 GROUP BY status
+
+-- erase_user_notifications --
+-- A deleted account's mails keep no personal data: address, subject and context go; status and counts stay.
+UPDATE notifications
+SET recipient = 'erased-' || id::text || '@invalid', subject = '[erased]', payload = '{}'::jsonb,
+    last_error = NULL, updated_at = now()
+WHERE user_id = %(user_id)s::uuid

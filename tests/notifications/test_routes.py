@@ -166,3 +166,21 @@ async def test_retry_failed_through_the_api_sends_the_failed_mail(
     await run_worker()
     assert len(smtp.to(booking.contact_email)) == 1
     assert (await client.get(f"{BASE}/stats", headers=admin.headers)).json()["completed"] == 1
+
+
+async def test_deleting_a_user_strips_the_personal_data_from_their_mails(
+    pool: DbPool,
+    client: httpx.AsyncClient,
+    notifier: Notifier,
+    run_worker: RunWorker,
+    admin: Account,
+    booking: ConfirmedBooking,
+) -> None:
+    receipt = await write_event(pool, "payment.succeeded", ("payment", "p"), payment_payload(booking))
+    await dispatch(pool, notifier, receipt)
+    await run_worker()
+    response = await client.delete(f"/api/v1/users/{booking.customer.id}", headers=admin.headers)
+    assert response.status_code == 204, response.text
+    [row] = await notifications(pool)
+    assert booking.contact_email not in row["recipient"]
+    assert (row["subject"], row["payload"], row["status"]) == ("[erased]", {}, "SENT")
