@@ -7,9 +7,10 @@ claim, render, SMTP, mark sent, audit row. The reference sends the same rendered
 from ``--concurrency`` tasks (no database, no arq). Both go to one ``MailCatcher`` (aiosmtpd writing ``.eml``
 files, as ``flightdesk up`` runs it) on a thread of this process.
 
-Latency: with the outbox relay and the worker running, ``--events`` ``auth.register`` events are committed one
-after another (``--gap-ms`` apart); each one's latency is its commit to its ``.eml`` file appearing (file mtime).
-(Payments are built in parallel: "payment webhook -> mail" is this path plus the webhook's own transaction.)
+Latency: with the outbox relay and the worker running, ``--events`` ``payment.succeeded`` events (the payments
+contract's payload, no booking) are committed one after another (``--gap-ms`` apart); each one's latency is its
+commit to its receipt's ``.eml`` file appearing (file mtime). Payments are built in parallel: "payment webhook ->
+mail" is this path plus the webhook's own transaction.
 
     uv run python loadtests/bench_mail.py --database-url postgresql://postgres@127.0.0.1:5432/postgres \
         --redis-url redis://127.0.0.1:6379/6 [--mails 1000] [--concurrency 10] [--events 200]
@@ -134,7 +135,7 @@ async def through_worker(notifier: Notifier, redis: ArqRedis, mails: int, concur
 async def latency(
     database_url: str, notifier: Notifier, redis: ArqRedis, events: int, gap: float, directory: Path
 ) -> list[float]:
-    """Commit -> .eml latencies (seconds) of ``events`` auth.register events, relay and worker running."""
+    """Commit -> .eml latencies (seconds) of ``events`` payment.succeeded events, relay and worker running."""
     committed: dict[str, float] = {}
     worker = Worker(
         functions=[dispatch_event, func(send_notification, keep_result=0, max_tries=20, timeout=60)],
@@ -150,8 +151,10 @@ async def latency(
         for n in range(events):
             recipient = f"lat{n}@example.com"
             async with transaction(notifier.pool) as tx:
-                payload = {"user_id": str(uuid.uuid4()), "email": recipient, "full_name": f"Latency {n}"}
-                await emit(tx, "auth.register", ("user", n), payload)
+                # A payment.succeeded event by the payments contract, as the webhook's transaction writes it.
+                payload = {"payment_id": f"pay_{n}", "booking_id": None, "pnr": "BENCH2", "amount": 45000,
+                           "currency": "USD", "customer_id": None, "contact_email": recipient}  # fmt: skip
+                await emit(tx, "payment.succeeded", ("payment", n), payload)
             committed[recipient] = time.time()
             await asyncio.sleep(gap)
         await wait_for_files(directory, len(before) + events, timeout=120)
@@ -199,7 +202,7 @@ async def main() -> None:
         lat = await latency(database_url, notifier, redis, args.events, args.gap_ms / 1000, directory)
         quantiles = statistics.quantiles(lat, n=100)
         print(
-            f"latency    outbox commit -> .eml ({len(lat)} events, relay + worker): "
+            f"latency    payment.succeeded commit -> .eml ({len(lat)} events, relay + worker): "
             f"p50 {quantiles[49] * 1000:.0f} ms, p95 {quantiles[94] * 1000:.0f} ms, max {max(lat) * 1000:.0f} ms"
         )
     finally:
