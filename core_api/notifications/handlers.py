@@ -29,7 +29,7 @@ import psycopg
 from arq import Retry
 from redis.exceptions import RedisError
 
-from core_api.notifications.jobs import Notifier
+from core_api.notifications.notifier import Notifier
 from core_api.notifications.schemas import (
     BookingCancelledContext,
     BookingConfirmationContext,

@@ -11,23 +11,20 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from arq import Retry
 from prometheus_client import Counter
 
 from core_api.audit.schemas import EventType
 from core_api.audit.service import SYSTEM, record
-from core_api.notifications.delivery import DeliveryError, Mailer, build_message
+from core_api.notifications.delivery import DeliveryError, build_message
+from core_api.notifications.handlers import queue_booking_mail
+from core_api.notifications.notifier import Notifier
 from core_api.notifications.rendering import TEMPLATES
+from core_api.notifications.schemas import TemplateName
 from core_api.notifications.service import QUERIES, enqueue_send
 from core_api.storage.db import DbPool, transaction
-
-if TYPE_CHECKING:
-    from arq.connections import ArqRedis
-
-    from core_api.settings import Settings
 
 __all__ = [
     "MAX_ATTEMPTS",
@@ -42,8 +39,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
-LEASE_SECONDS = 120.0
-"""How long a claim holds a mail: well past the SMTP timeout, so only a dead sender's claim runs out."""
 STALLED_AFTER_SECONDS = 300.0
 REMINDER_NAMESPACE = uuid.UUID("5f0f3c1e-7a0b-4d55-9a51-3c1f0b6f2d13")
 """Reminders have no outbox event: their event id is uuid5 of this and the booking id, the same on every run."""
@@ -53,30 +48,6 @@ SENDS = Counter(
     "Mail send attempts by template and outcome (sent, retried, failed).",
     ["template", "outcome"],
 )
-
-
-@dataclass(frozen=True)
-class Notifier:
-    """What the notification jobs and handlers share, kept in the arq context as ``ctx["notifier"]``."""
-
-    pool: DbPool
-    redis: ArqRedis
-    mailer: Mailer
-    public_url: str
-    retry_base: float
-    reminder_hours: int
-    lease_seconds: float = LEASE_SECONDS
-
-    @classmethod
-    def from_settings(cls, settings: Settings, pool: DbPool, redis: ArqRedis) -> Notifier:
-        return cls(
-            pool=pool,
-            redis=redis,
-            mailer=Mailer.from_settings(settings.smtp),
-            public_url=settings.notifications.public_url or settings.api_url,
-            retry_base=settings.notifications.retry_base_seconds,
-            reminder_hours=settings.notifications.reminder_hours,
-        )
 
 
 async def send_notification(ctx: dict[str, Any], notification_id: str) -> str:
@@ -145,9 +116,6 @@ async def _finish(pool: DbPool, claim: dict[str, Any], query: str, error: str | 
 
 async def send_reminders(ctx: dict[str, Any]) -> int:
     """Queue ``booking_reminder`` for confirmed bookings leaving within ``reminder_hours`` that have none yet."""
-    from core_api.notifications.handlers import queue_booking_mail
-    from core_api.notifications.schemas import TemplateName
-
     notifier: Notifier = ctx["notifier"]
     async with notifier.pool.connection() as conn:
         rows = await (

@@ -18,7 +18,7 @@ from core_api.notifications.service import QUERIES
 from core_api.outbox.relay import backlog
 
 if TYPE_CHECKING:
-    from core_api.notifications.jobs import Notifier
+    from core_api.notifications.notifier import Notifier
 
 __all__ = ["refresh_worker_gauges", "serve_worker_metrics"]
 

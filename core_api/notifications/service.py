@@ -41,6 +41,7 @@ from core_api.notifications.schemas import (
 )
 from core_api.outbox import emit
 from core_api.storage.db import DbPool, load_queries, struct_row, transaction
+from core_api.users.schemas import Role
 from core_api.web.errors import FieldError, ValidationFailed
 
 if TYPE_CHECKING:
@@ -141,8 +142,6 @@ async def list_notifications(
     page_size: int,
 ) -> NotificationPage:
     """Newest first: an admin's view is every mail, anyone else's the mails sent to their account."""
-    from core_api.users.schemas import Role
-
     params = {
         "user_id": None if principal.role is Role.ADMIN else principal.id,
         "status": status.value if status else None,
