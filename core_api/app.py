@@ -38,6 +38,7 @@ from core_api.health.routes import route_handlers as health_routes
 from core_api.log import configure_logging
 from core_api.payments.routes import route_handlers as payment_routes
 from core_api.payments.service import PaymentService
+from core_api.notifications.routes import route_handlers as notification_routes
 from core_api.realtime import Hub, HubOptions
 from core_api.realtime import route_handlers as realtime_routes
 from core_api.security.crypto import load_cipher
@@ -147,6 +148,7 @@ def create_app(
             *booking_routes,
             *payment_routes,
             *audit_routes,
+            *notification_routes,
             *realtime_routes,
         ],
         # Who may call first; then parameters and body, the only input a handler sees (all refusals are 4xx).

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 import psycopg
@@ -25,6 +26,9 @@ from psycopg.conninfo import make_conninfo
 from rich.console import Console
 
 from core_api.settings import Settings, SettingsError, get_settings
+
+if TYPE_CHECKING:
+    from core_api.notifications.delivery import MailCatcher
 
 __all__ = ["main"]
 
@@ -323,6 +327,7 @@ def up(workers: int | None) -> None:
         _migrate(urls.database_url)
         _seed(urls.database_url, scale="small", only_if_empty=True)
         supervisor = _Supervisor(urls.environment())
+        mail = _start_mail_catcher(settings)
         supervisor.start("api", "api", *(["--workers", str(workers)] if workers else []))
         supervisor.start("worker", "worker")
         base = settings.api_url
@@ -335,11 +340,40 @@ def up(workers: int | None) -> None:
             f"  Metrics     {base}/metrics\n"
             f"  PostgreSQL  {_redact(urls.database_url)}\n"
             f"  Redis       {_redact(urls.redis_url)}\n"
+            f"  Mail        {_mail_line(settings, mail)}\n"
             "Press Ctrl-C to stop.\n"
         )
-        exit_code = supervisor.wait()
+        try:
+            exit_code = supervisor.wait()
+        finally:
+            if mail is not None:
+                mail.stop()
     console.print("[green]stopped[/green]")
     sys.exit(exit_code)
+
+
+def _start_mail_catcher(settings: Settings) -> MailCatcher | None:
+    """With no SMTP server configured, catch the worker's mails locally as ``.eml`` files (SPEC §2)."""
+    if settings.smtp.host:
+        return None
+    from core_api.notifications.delivery import MailCatcher
+
+    catcher = MailCatcher(settings.state_dir.resolve() / "mail", port=settings.smtp.port)
+    try:
+        catcher.start()
+    except (OSError, RuntimeError) as exc:
+        raise click.ClickException(
+            f"cannot start the local mail catcher on port {settings.smtp.port} ({exc}); "
+            "set FLIGHTDESK_SMTP_PORT to a free port, or FLIGHTDESK_SMTP_HOST to a real server"
+        ) from None
+    return catcher
+
+
+def _mail_line(settings: Settings, catcher: MailCatcher | None) -> str:
+    if catcher is None:
+        return f"SMTP {settings.smtp.host}:{settings.smtp.port}"
+    host, port = catcher.address
+    return f"caught on smtp://{host}:{port}, saved as .eml files in {catcher.directory}"
 
 
 def _redact(url: str) -> str:

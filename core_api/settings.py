@@ -21,11 +21,13 @@ __all__ = [
     "AuthSettings",
     "BookingSettings",
     "DatabaseSettings",
+    "NotificationSettings",
     "PaymentSettings",
     "RedisSettings",
     "SearchSettings",
     "Settings",
     "SettingsError",
+    "SmtpSettings",
     "StripeSettings",
     "WarehouseSettings",
     "get_settings",
@@ -163,6 +165,38 @@ class AuditSettings(_Section, frozen=True):
     ``security.rate_limited`` row per client this often, so a storm of refusals costs no write per request."""
 
 
+# -- notifications (SPEC §7) -----------------------------------------------------------------------------------
+class SmtpSettings(_Section, frozen=True):
+    host: str | None = None
+    """SMTP server. Unset: the local catcher ``flightdesk up`` starts on 127.0.0.1 (mails land as ``.eml`` files
+    in ``<state_dir>/mail``)."""
+    port: int = 1025
+    """SMTP port (the local catcher's when ``host`` is unset; 587 for STARTTLS, 465 for TLS at most providers)."""
+    security: Literal["none", "starttls", "tls"] = "none"
+    """``starttls`` upgrades a plain connection (port 587), ``tls`` connects over TLS (port 465)."""
+    username: str | None = None
+    """SMTP login, if the server wants one."""
+    password: str | None = None
+    """SMTP password (or API key, for SendGrid and SES)."""
+    from_address: str = "Flightdesk <no-reply@flightdesk.local>"
+    """``From`` of every mail."""
+    timeout_seconds: float = 10.0
+    """Bound on each SMTP conversation; a slower server counts as a failed attempt."""
+
+
+class NotificationSettings(_Section, frozen=True):
+    public_url: str | None = None
+    """Base URL of the site customers open from a mail; the manage-my-booking link is
+    ``<public_url>/api/v1/bookings/pnr/<PNR>``. Default: the API's URL."""
+    retry_base_seconds: float = 30.0
+    """Backoff before the second delivery attempt; it doubles before the third (3 attempts, then FAILED)."""
+    reminder_hours: int = 24
+    """How long before departure the ``booking_reminder`` mail goes out."""
+    metrics_port: int | None = None
+    """Port (on 127.0.0.1) where the worker serves Prometheus metrics: arq queue depth, outbox backlog, mails by
+    state, sends by template and outcome. Unset: not served."""
+
+
 class WarehouseSettings(_Section, frozen=True):
     path: Path | None = None
     """DuckDB file of the marts; default ``<state_dir>/warehouse.duckdb``."""
@@ -194,6 +228,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     stripe: StripeSettings = msgspec.field(default_factory=StripeSettings)
     audit: AuditSettings = msgspec.field(default_factory=AuditSettings)
     warehouse: WarehouseSettings = msgspec.field(default_factory=WarehouseSettings)
+    smtp: SmtpSettings = msgspec.field(default_factory=SmtpSettings)
+    notifications: NotificationSettings = msgspec.field(default_factory=NotificationSettings)
 
     @property
     def warehouse_path(self) -> Path:
@@ -216,6 +252,8 @@ _SECTIONS: dict[str, type[_Section]] = {
     "stripe": StripeSettings,
     "audit": AuditSettings,
     "warehouse": WarehouseSettings,
+    "smtp": SmtpSettings,
+    "notifications": NotificationSettings,
 }
 
 
@@ -332,6 +370,12 @@ def _check(settings: Settings) -> None:
         "FLIGHTDESK_BOOKING_MAX_UNPAID_SEATS": not 1 <= settings.booking.max_unpaid_seats <= 10_000,
         "FLIGHTDESK_PAYMENT_PROVIDER_TIMEOUT_SECONDS": not 0 < settings.payment.provider_timeout_seconds <= 120,
         "FLIGHTDESK_PAYMENT_REFUND_RETRY_SECONDS": not 1 <= settings.payment.refund_retry_seconds <= 86_400,
+        "FLIGHTDESK_SMTP_PORT": not 0 < settings.smtp.port < 65536,
+        "FLIGHTDESK_SMTP_TIMEOUT_SECONDS": not 0 < settings.smtp.timeout_seconds <= 300,
+        "FLIGHTDESK_NOTIFICATIONS_RETRY_BASE_SECONDS": not 0 <= settings.notifications.retry_base_seconds <= 3600,
+        "FLIGHTDESK_NOTIFICATIONS_REMINDER_HOURS": not 1 <= settings.notifications.reminder_hours <= 24 * 14,
+        "FLIGHTDESK_NOTIFICATIONS_METRICS_PORT": settings.notifications.metrics_port is not None
+        and not 0 < settings.notifications.metrics_port < 65536,
     }
     for variable, bad in problems.items():
         if bad:

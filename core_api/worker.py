@@ -3,7 +3,9 @@
 It publishes a heartbeat that ``/health/services`` reads, runs the outbox relay beside the jobs (started in
 :func:`on_startup`, stopped in :func:`on_shutdown`), runs ``dispatch_event``, the job the relay enqueues for each
 event, the booking crons (releasing lapsed holds every few seconds, forgetting expired idempotency keys) and the
-auth cleanup (expired blacklist entries, ended lockout windows). The audit sealer runs beside them on a thread of its
+auth cleanup (expired blacklist entries, ended lockout windows), and the notification jobs (``send_notification``,
+the reminder cron, the stalled-mail sweep; the outbox handlers that queue mails are registered by importing
+``core_api.notifications.handlers``). The audit sealer runs beside them on a thread of its
 own (chaining committed audit rows within a second or so), and audit retention nightly.
 Later domains add their jobs and crons (notifications) to :class:`WorkerSettings`.
 """
@@ -15,7 +17,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from arq import cron
+from arq import cron, func
 from arq.connections import RedisSettings
 
 from core_api.audit._chain import cleanup
@@ -24,6 +26,9 @@ from core_api.audit.service import SYSTEM
 from core_api.auth.service import forget_expired_state
 from core_api.bookings.idempotency import delete_expired_keys
 from core_api.bookings.service import BookingService, release_lapsed_holds
+from core_api.notifications import handlers as _notification_handlers  # noqa: F401 - registers the handlers
+from core_api.notifications.jobs import Notifier, requeue_stalled_mail, send_notification, send_reminders
+from core_api.notifications.metrics import refresh_worker_gauges, serve_worker_metrics
 from core_api.outbox.dispatch import dispatch_event
 from core_api.outbox.relay import OutboxRelay
 from core_api.payments.service import PaymentService, reconcile_pending_refunds
@@ -94,6 +99,10 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     ctx["bookings"] = BookingService(pool, ctx["redis"], settings, cipher)
     ctx["payments"] = PaymentService(pool, settings, cipher)
     ctx["bookings"].settle_refund = ctx["payments"].settle_refund
+    ctx["notifier"] = Notifier.from_settings(settings, pool, ctx["redis"])
+    if settings.notifications.metrics_port and not ctx.get("metrics_served"):
+        serve_worker_metrics(settings.notifications.metrics_port)
+        ctx["metrics_served"] = True
     relay = OutboxRelay(ctx["database_url"], ctx["redis"])
     await relay.start()
     ctx["outbox_relay"] = relay
@@ -128,7 +137,12 @@ def run(database_url: str, redis_url: str) -> None:
 
 
 class WorkerSettings:
-    functions: ClassVar[list[Any]] = [dispatch_event]
+    functions: ClassVar[list[Any]] = [
+        dispatch_event,
+        # No result kept, so retry-failed can enqueue the same job id again at once; the row's attempts count the
+        # tries (3), arq's max_tries only bounds re-runs after crashes.
+        func(send_notification, keep_result=0, max_tries=20, timeout=60),
+    ]
     cron_jobs: ClassVar[list[Any]] = [
         cron(heartbeat, second=set(range(0, 60, HEARTBEAT_INTERVAL_SECONDS)), run_at_startup=False, unique=False),
         cron(expire_holds, second=set(range(0, 60, HOLD_SWEEP_INTERVAL_SECONDS)), run_at_startup=True),
@@ -136,6 +150,9 @@ class WorkerSettings:
         cron(audit_retention, hour={3}, minute={17}, second={0}),
         cron(forget_expired_auth_state, minute=set(range(5, 60, 10)), second={30}),
         cron(reconcile_refunds, second={45}, run_at_startup=True),
+        cron(send_reminders, minute=set(range(0, 60, 5)), second={45}, run_at_startup=True),
+        cron(requeue_stalled_mail, second={20}),
+        cron(refresh_worker_gauges, second=set(range(2, 60, 5)), run_at_startup=True),
     ]
     on_startup = on_startup
     on_shutdown = on_shutdown

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +29,11 @@ def free_port() -> int:
 def fresh_environment() -> Iterator[dict[str, str]]:
     state_dir = Path(tempfile.mkdtemp(prefix="fdup", dir="/tmp"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLIGHTDESK_")}
-    env |= {"FLIGHTDESK_STATE_DIR": str(state_dir), "FLIGHTDESK_API_PORT": str(free_port())}
+    env |= {
+        "FLIGHTDESK_STATE_DIR": str(state_dir),
+        "FLIGHTDESK_API_PORT": str(free_port()),
+        "FLIGHTDESK_SMTP_PORT": str(free_port()),
+    }
     yield env
     for process in psutil.process_iter(["cmdline"]):
         if any(str(state_dir) in part for part in process.info["cmdline"] or []):
@@ -69,6 +74,10 @@ def test_up_runs_everything_and_stops_cleanly(fresh_environment: dict[str, str])
         text=True,
         start_new_session=True,
     )
+    # Read the output as it comes: a child blocked on a full pipe (the worker logs every job) would stall `up`.
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(up.stdout or ()), daemon=True)
+    reader.start()
     try:
         health = wait_until_healthy(base, up)
         assert {service["name"]: service["status"] for service in health["services"]} == {
@@ -93,9 +102,25 @@ def test_up_runs_everything_and_stops_cleanly(fresh_environment: dict[str, str])
         assert "schema up to date" in migrate.stderr
         assert embedded_server_pids(env["FLIGHTDESK_STATE_DIR"]) == servers
         assert httpx.get(f"{base}/api/v1/health/services").status_code == 200
+
+        # With no SMTP server configured, mails land in the local catcher's folder.
+        body = {"email": "up@example.com", "password": "a long password", "full_name": "Up Example"}
+        assert httpx.post(f"{base}/api/v1/auth/register", json=body, timeout=60).status_code == 201
+        mail_dir = Path(env["FLIGHTDESK_STATE_DIR"]) / "mail"
+        deadline = time.monotonic() + 60
+        # (Demo bookings leaving within a day get their reminders meanwhile.)
+        while time.monotonic() < deadline and not any(
+            "To: up@example.com" in path.read_text() for path in mail_dir.glob("*.eml")
+        ):
+            time.sleep(0.2)
+        welcome = [path.read_text() for path in mail_dir.glob("*.eml") if "To: up@example.com" in path.read_text()]
+        assert len(welcome) == 1
+        assert "Subject: Welcome to Flightdesk, Up Example" in welcome[0]
     finally:
         up.send_signal(signal.SIGTERM)
-        output, _ = up.communicate(timeout=60)
+        up.wait(timeout=60)
+        reader.join(timeout=10)
+    output = "".join(lines)
     assert up.returncode == 0, output
     assert "seeded" in output
     assert "Flightdesk is up" in output

@@ -27,6 +27,7 @@ from core_api.auth.tokens import (
     issue_access_token,
     new_opaque_token,
 )
+from core_api.outbox import emit
 from core_api.settings import Settings
 from core_api.storage.db import DbPool, load_queries, struct_row, transaction
 from core_api.users.schemas import Role, User
@@ -101,6 +102,9 @@ async def register(ctx: AuthContext, actor: Actor, *, email: str, password: str,
         pair = await _open_session(ctx, tx, user, actor)
         user_actor = Actor(id=user.id, role=user.role, ip=actor.ip, user_agent=actor.user_agent)
         await record(tx, EventType.AUTH_REGISTER, user_actor, ("user", user.id))
+        # The welcome mail (core_api.notifications) is sent from this event, once the account exists.
+        payload = {"user_id": str(user.id), "email": user.email, "full_name": user.full_name}
+        await emit(tx, "auth.register", ("user", user.id), payload)
     return pair
 
 
@@ -235,6 +239,9 @@ async def request_password_reset(ctx: AuthContext, actor: Actor, *, email: str) 
             {"user_id": row["id"], "token_hash": hash_opaque_token(token), "ttl": PASSWORD_RESET_TTL_SECONDS},
         )
         await record(tx, EventType.AUTH_PASSWORD_RESET_REQUESTED, actor, ("user", row["id"]))
+        # The mail carrying the token goes out from this event (core_api.notifications), only if this commits.
+        payload = {"user_id": str(row["id"]), "email": row["email"], "token": token}
+        await emit(tx, "auth.password_reset_requested", ("user", row["id"]), payload)
     return token
 
 

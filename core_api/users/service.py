@@ -24,6 +24,7 @@ from core_api.audit.service import Actor, erase_personal_data, record
 from core_api.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, hash_password, verify_password
 from core_api.auth.revocation import revoke_password_resets, revoke_user_sessions
 from core_api.auth.schemas import Principal
+from core_api.notifications.service import erase_user_notifications
 from core_api.storage.db import DbPool, load_queries, struct_row, transaction
 from core_api.users.schemas import DailyCount, Role, User, UserPage, UserStats, UserUpdate
 from core_api.web.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed, register_constraint
@@ -375,6 +376,7 @@ async def delete_user(pool: DbPool, actor: Actor, principal: Principal, user_id:
         # The audit trail outlives the account, so it keeps no personal data of it: what its rows kept apart goes
         # (their chained part holds references only), and the deletion's own row records none.
         erased = await erase_personal_data(tx, user_id)
+        await erase_user_notifications(tx, user_id)
         kept = {"id": before.id, "role": before.role, "is_active": before.is_active, "created_at": before.created_at,
                 "audit_personal_rows_erased": erased}  # fmt: skip
         await record(tx, EventType.USER_DELETED, actor, ("user", user_id), before=kept, metadata={"anonymised": True})

@@ -206,6 +206,19 @@ async def _cleanup(w: World) -> httpx.Response:
     return await w.client.delete("/api/v1/audit/logs/cleanup", params={"older_than_days": 90}, headers=w.admin.headers)
 
 
+async def _send_notification(w: World) -> httpx.Response:
+    body = {"template": "welcome", "recipient": "guest@example.com", "context": {"full_name": "Guest"}}
+    return await w.client.post("/api/v1/notifications/send", json=body, headers=w.admin.headers)
+
+
+async def _clear_notifications(w: World) -> httpx.Response:
+    return await w.client.post("/api/v1/notifications/clear-completed", headers=w.admin.headers)
+
+
+async def _retry_notifications(w: World) -> httpx.Response:
+    return await w.client.post("/api/v1/notifications/retry-failed", headers=w.admin.headers)
+
+
 SCENARIOS: dict[str, tuple[Call, set[EventType]]] = {
     "register": (_register, {EventType.AUTH_REGISTER, EventType.USER_CREATED}),
     "login": (_login, {EventType.AUTH_LOGIN}),
@@ -226,6 +239,9 @@ SCENARIOS: dict[str, tuple[Call, set[EventType]]] = {
     "confirmSandboxPayment": (_confirm_sandbox_payment, {EventType.WEBHOOK_RECEIVED, EventType.PAYMENT_SUCCEEDED}),
     "refundPayment": (_refund_payment, {EventType.REFUND_REQUESTED, EventType.PAYMENT_REFUNDED}),
     "receiveStripeWebhook": (_stripe_webhook, {EventType.WEBHOOK_RECEIVED}),
+    "sendNotification": (_send_notification, {EventType.NOTIFICATION_QUEUED}),
+    "clearCompletedNotifications": (_clear_notifications, {EventType.NOTIFICATION_CLEARED}),
+    "retryFailedNotifications": (_retry_notifications, {EventType.NOTIFICATION_RETRIED}),
 }
 
 
