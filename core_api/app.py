@@ -22,6 +22,7 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.static_files import create_static_files_router
 from litestar.status_codes import HTTP_404_NOT_FOUND
 
+from core_api.analytics.routes import route_handlers as analytics_routes
 from core_api.audit.rate_limits import RateLimitAudit
 from core_api.audit.routes import route_handlers as audit_routes
 from core_api.audit.sealer import refresh_backlog_gauges
@@ -142,6 +143,7 @@ def create_app(
             *search_routes,
             *booking_routes,
             *audit_routes,
+            *analytics_routes,
             *realtime_routes,
         ],
         # Who may call first; then parameters and body, the only input a handler sees (all refusals are 4xx).
