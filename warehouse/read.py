@@ -265,7 +265,8 @@ def freshness(cursor: duckdb.DuckDBPyConnection | None) -> Freshness:
     if cursor is None:
         return Freshness(None, None, None)
     values = dict(cursor.execute("SELECT key, value FROM _meta").fetchall())
-    snapshot = cursor.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()
+    paths = cursor.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchall()
+    snapshot = paths[0] if paths else None
     as_of, built_at = values.get("snapshot_at"), values.get("built_at")
     return Freshness(
         snapshot=Path(snapshot[0]).name if snapshot and snapshot[0] else None,

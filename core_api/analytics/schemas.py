@@ -55,8 +55,8 @@ class ReportCompare(enum.StrEnum):
     PREVIOUS_PERIOD = "previous_period"
 
 
-class _Out(msgspec.Struct, frozen=True, kw_only=True):
-    pass
+class _Out(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Fields of a comparison not asked for are left out."""
 
 
 class AnalyticsPeriod(_Out, frozen=True, kw_only=True):
