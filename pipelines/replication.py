@@ -6,9 +6,9 @@ reconciliation figures the asset checks compare with (:data:`RECONCILE_SQL`) —
 Each table moves in bulk: ``COPY (SELECT …) TO STDOUT (FORMAT csv)`` streamed by psycopg to a temporary file that
 DuckDB loads with explicit column types (no extension: DuckDB's CSV reader is built in). Incremental by a
 high-water mark: a column every insert and update moves (``updated_at``; ``created_at`` / ``occurred_at`` for
-append-only tables). Rows at or after ``mark`` are read again next time, where ``mark`` is the newest value read,
-but never later than the start of the oldest transaction still open before the snapshot (its rows carry that
-transaction's ``now()`` and become visible only after it commits) minus a small look-back. Read rows replace
+append-only tables). The next run reads the rows after ``mark``: the newest value read, but never later than the
+start of the oldest transaction still open before the snapshot (its rows carry that transaction's ``now()`` or
+later and become visible only after it commits) minus a small look-back. Read rows replace
 their key in the warehouse (merge), so a re-run is idempotent. After the merge the row count is compared with
 PostgreSQL's at the same snapshot; a difference (rows deleted by retention, rows written with old timestamps by a
 bulk load) reloads that table in full.
@@ -89,7 +89,7 @@ class TableSpec:
             columns=columns, cursor=cursor_select, source=source
         )
         if since is not None and cursor_column:
-            query = sql.SQL("{query} WHERE {cursor} >= {since}").format(
+            query = sql.SQL("{query} WHERE {cursor} > {since}").format(
                 query=query, cursor=sql.SQL(cursor_column), since=sql.Literal(since)
             )
         return query
@@ -495,12 +495,16 @@ def replicate(
 def _next_mark(
     since: datetime | None, newest: datetime | None, safe_mark: datetime, full_load: bool
 ) -> datetime | None:
-    """Where the next run starts reading: the newest row read, capped by the oldest open transaction, minus the
-    look-back; never before where this run started (unless it read everything).
+    """Where the next run starts reading (rows strictly after it): the newest row read, but no later than the
+    look-back before the oldest transaction open at the snapshot; never before where this run started.
+
+    Every row this snapshot could not see yet carries a mark at or after ``safe_mark``; rows at ``newest`` or
+    before that were visible have all been read.
     """
+    ceiling = safe_mark - LOOK_BACK
     if newest is None:
-        return since if not full_load else (safe_mark - LOOK_BACK)
-    mark = min(newest, safe_mark) - LOOK_BACK
+        return ceiling if full_load else since
+    mark = min(newest, ceiling)
     if since is not None and mark < since:
         return since
     return mark
