@@ -301,9 +301,12 @@ class _Supervisor:
         self.stopping = False
 
     def start(self, name: str, *args: str) -> None:
+        self.start_module(name, "core_api.cli", *args)
+
+    def start_module(self, name: str, module: str, *args: str, env: dict[str, str] | None = None) -> None:
         # Own session: a terminal's Ctrl-C reaches only `up`, which then stops the children in order.
         self.children[name] = subprocess.Popen(  # noqa: S603 - our own executable and fixed arguments
-            [sys.executable, "-m", "core_api.cli", *args], env=self.env, start_new_session=True
+            [sys.executable, "-m", module, *args], env={**self.env, **(env or {})}, start_new_session=True
         )
 
     def _request_stop(self, signum: int, _: FrameType | None) -> None:
@@ -341,7 +344,7 @@ class _Supervisor:
 @main.command()
 @click.option("--workers", type=click.IntRange(1, 64), default=None, help="API worker processes.")
 def up(workers: int | None) -> None:
-    """Start everything with demo data: migrate, seed if empty, then API and worker."""
+    """Start everything with demo data: migrate, seed if empty, then API, worker and Dagster."""
     settings = _settings()
     console.print("[bold]Flightdesk[/bold] starting")
     with services(settings) as urls:
@@ -350,6 +353,7 @@ def up(workers: int | None) -> None:
         supervisor = _Supervisor(urls.environment())
         supervisor.start("api", "api", *(["--workers", str(workers)] if workers else []))
         supervisor.start("worker", "worker")
+        dagster_url = _start_dagster(supervisor, settings)
         base = settings.api_url
         console.print(
             f"\n[bold green]Flightdesk is up[/bold green]\n"
@@ -358,6 +362,8 @@ def up(workers: int | None) -> None:
             f"  OpenAPI     {base}/api/openapi.json\n"
             f"  Health      {base}/api/v1/health/services\n"
             f"  Metrics     {base}/metrics\n"
+            + (f"  Dagster     {dagster_url}\n" if dagster_url else "")
+            + f"  Warehouse   {settings.warehouse_path}\n"
             f"  PostgreSQL  {_redact(urls.database_url)}\n"
             f"  Redis       {_redact(urls.redis_url)}\n"
             "Press Ctrl-C to stop.\n"
@@ -365,6 +371,26 @@ def up(workers: int | None) -> None:
         exit_code = supervisor.wait()
     console.print("[green]stopped[/green]")
     sys.exit(exit_code)
+
+
+def _start_dagster(supervisor: _Supervisor, settings: Settings) -> str | None:
+    """Dagster's webserver and daemon (schedule and sensor on), their instance under the state directory."""
+    port = settings.warehouse.dagster_port
+    if not port:
+        return None
+    home = settings.state_dir.resolve() / "dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        # Runs, schedules and event logs in SQLite under the state directory; nothing sent anywhere.
+        config.write_text("telemetry:\n  enabled: false\n")
+    env = {"DAGSTER_HOME": str(home)}
+    host = settings.api.host
+    supervisor.start_module(
+        "dagster-webserver", "dagster_webserver", "-m", "pipelines.definitions", "-h", host, "-p", str(port), env=env
+    )
+    supervisor.start_module("dagster-daemon", "dagster._daemon", "run", "-m", "pipelines.definitions", env=env)
+    return f"http://{host}:{port}"
 
 
 def _redact(url: str) -> str:

@@ -28,7 +28,11 @@ def free_port() -> int:
 def fresh_environment() -> Iterator[dict[str, str]]:
     state_dir = Path(tempfile.mkdtemp(prefix="fdup", dir="/tmp"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLIGHTDESK_")}
-    env |= {"FLIGHTDESK_STATE_DIR": str(state_dir), "FLIGHTDESK_API_PORT": str(free_port())}
+    env |= {
+        "FLIGHTDESK_STATE_DIR": str(state_dir),
+        "FLIGHTDESK_API_PORT": str(free_port()),
+        "FLIGHTDESK_WAREHOUSE_DAGSTER_PORT": str(free_port()),
+    }
     yield env
     for process in psutil.process_iter(["cmdline"]):
         if any(str(state_dir) in part for part in process.info["cmdline"] or []):
@@ -100,6 +104,7 @@ def test_up_runs_everything_and_stops_cleanly(fresh_environment: dict[str, str])
     assert "seeded" in output
     assert "Flightdesk is up" in output
     assert f"{base}/api/docs" in output
+    assert f"Dagster     http://127.0.0.1:{env['FLIGHTDESK_WAREHOUSE_DAGSTER_PORT']}" in output
     assert not embedded_server_pids(env["FLIGHTDESK_STATE_DIR"])
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{base}/api/v1/health", timeout=2)
