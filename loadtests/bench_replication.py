@@ -74,7 +74,7 @@ def raw_copy_rate(conninfo: str) -> tuple[int, float]:
             query = sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(table.select(None))
             with conn.cursor() as cursor, cursor.copy(query) as copy:
                 for chunk in copy:
-                    rows += chunk.count(b"\n")
+                    rows += bytes(chunk).count(b"\n")
     return rows, time.perf_counter() - started
 
 

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -386,8 +388,15 @@ def _load_table(
     workdir: Path,
 ) -> tuple[int, datetime | None]:
     """Read the rows changed since ``since`` (all when None) and merge them; return (rows read, newest mark)."""
-    path = workdir / f"{spec.name}.csv"
+    path = workdir / f"{spec.name}.full.csv"
     _copy_to_file(pg, spec.select(since), path)
+    return _merge(duck, spec, since, path)
+
+
+def _merge(
+    duck: duckdb.DuckDBPyConnection, spec: TableSpec, since: datetime | None, path: Path
+) -> tuple[int, datetime | None]:
+    """Load one extracted file (and delete it); return (rows read, newest mark)."""
     has_cursor = spec.cursor is not None
     names = ", ".join(f'"{column.name}"' for column in spec.columns)
     try:
@@ -411,6 +420,62 @@ def _load_table(
         duck.execute(f'INSERT INTO "{spec.name}" SELECT {names} FROM _batch')  # noqa: S608 - names from TABLES
     duck.execute("DROP TABLE _batch")
     return rows, newest
+
+
+def _since(
+    duck: duckdb.DuckDBPyConnection,
+    spec: TableSpec,
+    state: dict[str, tuple[datetime | None, int]],
+    full: bool,
+) -> datetime | None:
+    """Where this table's incremental read starts; None for a full load."""
+    previous = state.get(spec.name)
+    if full or previous is None or not spec.cursor or not _table_exists(duck, spec.name):
+        return None
+    return previous[0]
+
+
+class _Extractor:
+    """Runs the COPYs of a plan, one after the other on the snapshot's connection, in a thread of its own: while
+    DuckDB loads one table, PostgreSQL already streams the next (at most two files wait on disk).
+    """
+
+    def __init__(self, pg: psycopg.Connection[Any], plan: list[tuple[TableSpec, datetime | None]], workdir: Path):
+        self._files: queue.Queue[Path | BaseException] = queue.Queue(maxsize=2)
+        self._cancelled = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(pg, plan, workdir), name="replication-copy")
+        self._thread.start()
+
+    def _run(self, pg: psycopg.Connection[Any], plan: list[tuple[TableSpec, datetime | None]], workdir: Path) -> None:
+        try:
+            for spec, since in plan:
+                if self._cancelled.is_set():
+                    return
+                path = workdir / f"{spec.name}.csv"
+                _copy_to_file(pg, spec.select(since), path)
+                self._put(path)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            self._put(exc)
+
+    def _put(self, item: Path | BaseException) -> None:
+        while not self._cancelled.is_set():
+            try:
+                self._files.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def next_file(self) -> Path:
+        item = self._files.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    def join(self) -> None:
+        self._thread.join()
 
 
 def _table_exists(duck: duckdb.DuckDBPyConnection, name: str) -> bool:
@@ -453,21 +518,16 @@ def replicate(
             result = ReplicationResult(snapshot_at=snapshot_row[0])
             figures = {name: int(pg.execute(query).fetchone()[0]) for name, query in RECONCILE_SQL.items()}  # type: ignore[index]
             with tempfile.TemporaryDirectory(prefix="replication-", dir=os.environ.get("TMPDIR")) as workdir:
+                plan = [(spec, _since(duck, spec, state, full)) for spec in specs]
                 duck.execute("BEGIN TRANSACTION")
+                extractor = _Extractor(pg, plan, Path(workdir))
                 try:
-                    for spec in specs:
-                        started = time.perf_counter()
-                        previous = state.get(spec.name)
-                        since = None
-                        if not full and previous is not None and spec.cursor and _table_exists(duck, spec.name):
-                            since = previous[0]
-                        rows, newest = _load_table(pg, duck, spec, since, Path(workdir))
+                    reload: list[TableSpec] = []
+
+                    def record(
+                        spec: TableSpec, rows: int, newest: datetime | None, since: datetime | None, started: float
+                    ) -> None:
                         full_load = since is None
-                        expected = figures[f"rows.{spec.name}"]
-                        if not full_load and _count(duck, spec.name) != expected:
-                            logger.info("replication: %s differs from the source after merge; full reload", spec.name)
-                            rows, newest = _load_table(pg, duck, spec, None, Path(workdir))
-                            full_load = True
                         high_water = _next_mark(since, newest, safe_mark, full_load)
                         total = _count(duck, spec.name)
                         duck.execute(
@@ -480,6 +540,21 @@ def replicate(
                         result.tables.append(table_result)
                         if on_table is not None:
                             on_table(table_result)
+
+                    for spec, since in plan:
+                        started = time.perf_counter()
+                        rows, newest = _merge(duck, spec, since, extractor.next_file())
+                        if since is not None and _count(duck, spec.name) != figures[f"rows.{spec.name}"]:
+                            reload.append(spec)
+                            continue
+                        record(spec, rows, newest, since, started)
+                    # The connection is the extractor's until it is done.
+                    extractor.join()
+                    for spec in reload:
+                        logger.info("replication: %s differs from the source after merge; full reload", spec.name)
+                        started = time.perf_counter()
+                        rows, newest = _load_table(pg, duck, spec, None, Path(workdir))
+                        record(spec, rows, newest, None, started)
                     for name, value in figures.items():
                         duck.execute("INSERT OR REPLACE INTO _reconcile VALUES (?, ?)", [name, value])
                     duck.execute(
@@ -487,8 +562,11 @@ def replicate(
                     )
                     duck.execute("COMMIT")
                 except BaseException:
+                    extractor.cancel()
                     duck.execute("ROLLBACK")
                     raise
+                finally:
+                    extractor.join()
     return result
 
 

@@ -9,4 +9,5 @@ SELECT m.slot, m.agent_id, u.full_name AS agent_name, u.role AS agent_role, m.cu
 FROM mart_bookings_revenue AS m
 LEFT JOIN users AS u ON u.id = m.agent_id
 WHERE m.agent_id IS NOT NULL
-GROUP BY ALL;
+GROUP BY ALL
+ORDER BY slot;

@@ -41,4 +41,5 @@ SELECT time_bucket(INTERVAL '15 minutes', e.event_at) AS slot,
        (sum(e.gross) - sum(e.refunded))::BIGINT AS net_revenue
 FROM events AS e
 JOIN dims AS d ON d.booking_id = e.booking_id
-GROUP BY ALL;
+GROUP BY ALL
+ORDER BY slot;

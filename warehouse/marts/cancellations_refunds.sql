@@ -20,4 +20,5 @@ SELECT time_bucket(INTERVAL '15 minutes', e.event_at) AS slot, f.airline_code, f
        sum(e.refunds_pending)::BIGINT AS refunds_pending, sum(e.refunds_failed)::BIGINT AS refunds_failed
 FROM events AS e
 JOIN flights AS f ON f.id = e.flight_id
-GROUP BY ALL;
+GROUP BY ALL
+ORDER BY slot;

@@ -17,4 +17,5 @@ WITH events AS (
 SELECT time_bucket(INTERVAL '15 minutes', event_at) AS slot, origin, destination,
        sum(searches)::BIGINT AS searches, sum(bookings)::BIGINT AS bookings, sum(paid)::BIGINT AS paid
 FROM events
-GROUP BY ALL;
+GROUP BY ALL
+ORDER BY slot;

@@ -23,4 +23,5 @@ SELECT f.id AS flight_id, f.airline_code, f.flight_number, f.origin, f.destinati
        CASE WHEN coalesce(i.seats_total, 0) > 0 THEN coalesce(s.seats_sold, 0) / i.seats_total END AS load_factor
 FROM flights AS f
 LEFT JOIN inventory AS i ON i.flight_id = f.id
-LEFT JOIN sold AS s ON s.flight_id = f.id;
+LEFT JOIN sold AS s ON s.flight_id = f.id
+ORDER BY f.departure_at;

@@ -7,4 +7,5 @@ FROM (
     UNION ALL
     SELECT slot, origin, destination, 0, bookings, seats FROM mart_bookings_revenue WHERE bookings > 0
 )
-GROUP BY ALL;
+GROUP BY ALL
+ORDER BY slot;

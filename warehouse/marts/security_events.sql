@@ -6,4 +6,5 @@ SELECT time_bucket(INTERVAL '15 minutes', occurred_at) AS slot, event_type, acto
 FROM audit_logs
 WHERE event_type IN ('auth.login_failed', 'auth.lockout', 'auth.refresh_reuse_detected',
                      'auth.password_change_failed', 'security.access_denied', 'security.rate_limited')
-GROUP BY ALL;
+GROUP BY ALL
+ORDER BY slot;

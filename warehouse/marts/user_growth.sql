@@ -8,4 +8,5 @@ WITH events AS (
 SELECT time_bucket(INTERVAL '15 minutes', event_at) AS slot, role,
        sum(new_users)::BIGINT AS new_users, sum(deleted_users)::BIGINT AS deleted_users
 FROM events
-GROUP BY ALL;
+GROUP BY ALL
+ORDER BY slot;
