@@ -164,7 +164,7 @@ def main() -> None:
             asyncio.run(seed_reference_and_flights(conninfo, days=days, history_days=HISTORY_DAYS, history=history))
         with psycopg.connect(conninfo, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE")  # autovacuum is off on the bench machine
-            counts = {t.name: conn.execute(f"SELECT count(*) FROM {t.name}").fetchone()[0] for t in TABLES}  # noqa: S608
+            counts = {t.name: conn.execute(f"SELECT count(*) FROM {t.name}").fetchall()[0][0] for t in TABLES}  # noqa: S608
         print("source rows:", ", ".join(f"{name} {count:,}" for name, count in counts.items()))
 
         raw_rows, raw_seconds = raw_copy_rate(conninfo)
@@ -194,7 +194,7 @@ def main() -> None:
         print(
             f"full replication: {rows:,} rows in {replication_seconds:.2f}s = {rows / replication_seconds:,.0f} rows/s "
             f"({rows / replication_seconds / (raw_rows / raw_seconds):.0%} of raw COPY); marts {marts_seconds:.2f}s, "
-            f"publish {publish_seconds:.2f}s ({files.current().stat().st_size / 1e6:.0f} MB); "
+            f"publish {publish_seconds:.2f}s ({files.staging.stat().st_size / 1e6:.0f} MB); "
             f"peak RSS {rss.peak / 1e6:.0f} MB (+{(rss.peak - rss_before) / 1e6:.0f} MB over the process at start)"
         )
         for table in sorted(result.tables, key=lambda t: -t.rows_read)[:5]:

@@ -14,7 +14,7 @@ from warehouse.snapshots import WarehouseFiles
 __all__ = ["PostgresResource", "WarehouseResource", "resources_from_settings"]
 
 
-class PostgresResource(dg.ConfigurableResource):  # type: ignore[misc]
+class PostgresResource(dg.ConfigurableResource):
     """The transactional database replicated from (``FLIGHTDESK_DATABASE_URL``)."""
 
     conninfo: str
@@ -27,7 +27,7 @@ class PostgresResource(dg.ConfigurableResource):  # type: ignore[misc]
         return self.conninfo
 
 
-class WarehouseResource(dg.ConfigurableResource):  # type: ignore[misc]
+class WarehouseResource(dg.ConfigurableResource):
     """The DuckDB warehouse (``FLIGHTDESK_WAREHOUSE_PATH``): its staging file and published snapshots."""
 
     path: str
