@@ -3,14 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from core_api.settings import Settings, load_settings
+from pipelines.replication import replicate
 from pipelines.run import RefreshResult, refresh
 from tests.conftest import cloned_database
 from tests.support.warehouse_rows import insert_known_rows
+from warehouse.marts import MARTS, build_mart
+from warehouse.snapshots import WarehouseFiles
+
+
+def publish_without_dagster(settings: Settings) -> None:
+    """Replicate, build the marts and publish with the plain functions the assets call (faster than a Dagster run,
+    for tests whose subject is not the Dagster run itself)."""
+    files = WarehouseFiles(settings.warehouse_path)
+    conn = files.open_staging()
+    try:
+        replicate(settings.database.url or "", conn)
+        for mart in MARTS:
+            build_mart(conn, mart)
+        conn.execute("INSERT OR REPLACE INTO _meta VALUES ('built_at', ?)", [datetime.now(UTC).isoformat()])
+    finally:
+        conn.close()
+    files.publish()
 
 
 def pipeline_settings(database_url: str, warehouse: Path) -> Settings:
