@@ -22,6 +22,8 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.static_files import create_static_files_router
 from litestar.status_codes import HTTP_404_NOT_FOUND
 
+from core_api.analytics.routes import route_handlers as analytics_routes
+from core_api.analytics.search_log import SearchLog
 from core_api.audit.rate_limits import RateLimitAudit
 from core_api.audit.routes import route_handlers as audit_routes
 from core_api.audit.sealer import refresh_backlog_gauges
@@ -126,6 +128,8 @@ def create_app(
         # Refusals of the rate limiter are audited in aggregate (see core_api.audit.rate_limits).
         app.state.rate_limit_audit = refusals = RateLimitAudit(pool, settings.audit.rate_limit_flush_seconds)
         await refusals.start()
+        app.state.search_log = search_log = SearchLog(pool)
+        await search_log.start()
         # One Redis subscription per process feeds its WebSockets; it never fails the start when Redis is down.
         app.state.hub = hub = Hub(redis, realtime)
         await hub.start()
@@ -133,6 +137,7 @@ def create_app(
             yield
         finally:
             await hub.stop()
+            await search_log.stop()
             await refusals.stop()
             await redis.aclose()
             await pool.close()
@@ -149,6 +154,7 @@ def create_app(
             *payment_routes,
             *audit_routes,
             *notification_routes,
+            *analytics_routes,
             *realtime_routes,
         ],
         # Who may call first; then parameters and body, the only input a handler sees (all refusals are 4xx).

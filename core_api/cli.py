@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -205,6 +206,51 @@ def worker() -> None:
         run(urls.database_url, urls.redis_url)
 
 
+def _refresh_warehouse(settings: Settings, database_url: str) -> bool:
+    from pipelines.run import STAGES, RefreshResult, refresh
+
+    names = [name for name, _ in STAGES]
+    shown: set[str] = set()
+
+    def report(stage: str, result: RefreshResult) -> None:
+        for key, metadata in result.materialized.items():
+            if key in shown:
+                continue
+            shown.add(key)
+            if "rows_read" in metadata:
+                mode = "full" if metadata["full_load"] else "incremental"
+                detail = f"{metadata['rows_read']:,} read, {metadata['rows_total']:,} rows ({mode})"
+            elif "rows" in metadata:
+                detail = f"{metadata['rows']:,} rows"
+            else:
+                detail = f"{metadata.get('snapshot', '')}"
+            console.print(f"  [green]✓[/green] {key}: {detail}")
+        failed = [check for check, passed in result.checks.items() if not passed]
+        for check in failed:
+            console.print(f"  [red]✗ check failed:[/red] {check}")
+        position = names.index(stage) + 1
+        console.print(f"[dim]•[/dim] {stage} done ({position}/{len(names)})")
+
+    with console.status("[dim]materialising the warehouse…[/dim]"):
+        result = refresh(settings, database_url, on_stage=report)
+    return result.success
+
+
+@main.command()
+def pipelines() -> None:
+    """Materialise every Dagster asset once, in this process: replicate PostgreSQL, rebuild the marts, run the
+    asset checks and publish a new warehouse snapshot."""
+    settings = _settings()
+    with services(settings) as urls:
+        _migrate(urls.database_url)
+        started = time.monotonic()
+        if not _refresh_warehouse(settings, urls.database_url):
+            raise click.ClickException("the warehouse refresh failed; the previous snapshot stays published")
+        console.print(
+            f"[green]✓[/green] warehouse published at {settings.warehouse_path} in {time.monotonic() - started:.1f}s"
+        )
+
+
 @main.command("create-user")
 @click.option("--email", required=True)
 @click.option("--password", required=True, help="At least 8 characters.")
@@ -280,10 +326,20 @@ class _Supervisor:
         self.stopping = False
 
     def start(self, name: str, *args: str) -> None:
+        self.start_module(name, "core_api.cli", *args)
+
+    def start_module(
+        self, name: str, module: str, *args: str, env: dict[str, str] | None = None, background: bool = False
+    ) -> None:
+        """Run ``python -m module args``; a ``background`` child (Dagster) runs at a lower CPU priority, so that
+        its start-up and runs never slow the API and worker down on a small machine."""
         # Own session: a terminal's Ctrl-C reaches only `up`, which then stops the children in order.
         self.children[name] = subprocess.Popen(  # noqa: S603 - our own executable and fixed arguments
-            [sys.executable, "-m", "core_api.cli", *args], env=self.env, start_new_session=True
-        )
+            [*(["nice", "-n", "10"] if background and shutil.which("nice") else []), sys.executable, "-m", module,
+             *args],
+            env={**self.env, **(env or {})},
+            start_new_session=True,
+        )  # fmt: skip
 
     def _request_stop(self, signum: int, _: FrameType | None) -> None:
         self.stopping = True
@@ -320,7 +376,7 @@ class _Supervisor:
 @main.command()
 @click.option("--workers", type=click.IntRange(1, 64), default=None, help="API worker processes.")
 def up(workers: int | None) -> None:
-    """Start everything with demo data: migrate, seed if empty, then API and worker."""
+    """Start everything with demo data: migrate, seed if empty, then API, worker and Dagster."""
     settings = _settings()
     console.print("[bold]Flightdesk[/bold] starting")
     with services(settings) as urls:
@@ -330,6 +386,7 @@ def up(workers: int | None) -> None:
         mail = _start_mail_catcher(settings)
         supervisor.start("api", "api", *(["--workers", str(workers)] if workers else []))
         supervisor.start("worker", "worker")
+        dagster_url = _start_dagster(supervisor, settings)
         base = settings.api_url
         console.print(
             f"\n[bold green]Flightdesk is up[/bold green]\n"
@@ -338,6 +395,8 @@ def up(workers: int | None) -> None:
             f"  OpenAPI     {base}/api/openapi.json\n"
             f"  Health      {base}/api/v1/health/services\n"
             f"  Metrics     {base}/metrics\n"
+            + (f"  Dagster     {dagster_url}\n" if dagster_url else "")
+            + f"  Warehouse   {settings.warehouse_path}\n"
             f"  PostgreSQL  {_redact(urls.database_url)}\n"
             f"  Redis       {_redact(urls.redis_url)}\n"
             f"  Mail        {_mail_line(settings, mail)}\n"
@@ -374,6 +433,37 @@ def _mail_line(settings: Settings, catcher: MailCatcher | None) -> str:
         return f"SMTP {settings.smtp.host}:{settings.smtp.port}"
     host, port = catcher.address
     return f"caught on smtp://{host}:{port}, saved as .eml files in {catcher.directory}"
+
+
+def _start_dagster(supervisor: _Supervisor, settings: Settings) -> str | None:
+    """Dagster's webserver and daemon (schedule and sensor on), their instance under the state directory."""
+    port = settings.warehouse.dagster_port
+    if not port:
+        return None
+    home = settings.state_dir.resolve() / "dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        # Runs, schedules and event logs in SQLite under the state directory; nothing sent anywhere.
+        config.write_text("telemetry:\n  enabled: false\n")
+    env = {"DAGSTER_HOME": str(home)}
+    host = settings.api.host
+    supervisor.start_module(
+        "dagster-webserver",
+        "dagster_webserver",
+        "-m",
+        "pipelines.definitions",
+        "-h",
+        host,
+        "-p",
+        str(port),
+        env=env,
+        background=True,
+    )
+    supervisor.start_module(
+        "dagster-daemon", "dagster._daemon", "run", "-m", "pipelines.definitions", env=env, background=True
+    )
+    return f"http://{host}:{port}"
 
 
 def _redact(url: str) -> str:

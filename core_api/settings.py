@@ -198,8 +198,11 @@ class NotificationSettings(_Section, frozen=True):
 
 
 class WarehouseSettings(_Section, frozen=True):
+    # Data platform (pipelines/, warehouse/, /analytics).
     path: Path | None = None
     """DuckDB file of the marts; default ``<state_dir>/warehouse.duckdb``."""
+    dagster_port: int = 3000
+    """Port of the Dagster UI that ``flightdesk up`` runs (webserver and daemon, schedule on); 0: run no Dagster."""
 
 
 class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

@@ -33,6 +33,7 @@ def fresh_environment() -> Iterator[dict[str, str]]:
         "FLIGHTDESK_STATE_DIR": str(state_dir),
         "FLIGHTDESK_API_PORT": str(free_port()),
         "FLIGHTDESK_SMTP_PORT": str(free_port()),
+        "FLIGHTDESK_WAREHOUSE_DAGSTER_PORT": str(free_port()),
     }
     yield env
     for process in psutil.process_iter(["cmdline"]):
@@ -125,6 +126,7 @@ def test_up_runs_everything_and_stops_cleanly(fresh_environment: dict[str, str])
     assert "seeded" in output
     assert "Flightdesk is up" in output
     assert f"{base}/api/docs" in output
+    assert f"Dagster     http://127.0.0.1:{env['FLIGHTDESK_WAREHOUSE_DAGSTER_PORT']}" in output
     assert not embedded_server_pids(env["FLIGHTDESK_STATE_DIR"])
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{base}/api/v1/health", timeout=2)

@@ -10,14 +10,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import get
+from litestar import Request, get
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import ParameterKwarg, QueryParameter
 
-from core_api.auth.guards import PUBLIC
+from core_api.auth.guards import PUBLIC, principal_of
 from core_api.flights.schemas import Cabin, SearchQuery, SearchResponse, SortKey
 from core_api.flights.search import MAX_DAYS_AHEAD, MAX_SEATED, SearchService
 from core_api.web.errors import FieldError, ValidationFailed
@@ -189,6 +189,7 @@ def _one_of(values: Sequence[str]) -> dict[str, object]:
     dependencies={"search_service": Provide(provide_search_service, sync_to_thread=False)},
 )
 async def search_flights(
+    request: Request[Any, Any, Any],
     search_service: NamedDependency[SearchService],
     origin: Annotated[
         str | None, _code("IATA code of the departure airport, e.g. JFK.", "^[A-Za-z]{3}$", required=True)
@@ -247,7 +248,13 @@ async def search_flights(
         max_price=max_price,
         airline=airline,
     )
-    return await search_service.search(query)
+    response = await search_service.search(query)
+    # The funnel's first step, noted in memory and written in batches (core_api.analytics.search_log).
+    search_log = request.app.state.get("search_log")
+    if search_log is not None:
+        principal = principal_of(request)
+        search_log.note(query, response, principal.id if principal else None)
+    return response
 
 
 route_handlers = [search_flights]

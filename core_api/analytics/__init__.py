@@ -1,0 +1,2 @@
+"""``/analytics``: KPIs, trends and period comparisons for business owners and admins, read from the warehouse
+marts (``realtime`` reads PostgreSQL)."""
