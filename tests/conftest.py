@@ -141,12 +141,16 @@ async def database_url(postgres_url: str, template_database: str) -> AsyncIterat
 def suite_redis_url(server_url: str) -> str:
     """The database the suite flushes and uses: the one ``FLIGHTDESK_TEST_REDIS_URL`` names (``/N``), else 3.
 
-    Naming it lets two runs share one Redis server without flushing each other's keys.
+    Naming it lets two runs share one Redis server without flushing each other's keys. Each pytest-xdist worker
+    takes the next one (``gw1`` → N + 1), so parallel workers never flush each other's keys either.
     """
-    database = server_url.rstrip("/").rpartition("/")[2]
+    base, _, database = server_url.rstrip("/").rpartition("/")
     if server_url.count("/") > 2 and database.isdigit():
-        return server_url
-    return f"{server_url.rstrip('/')}/{TEST_REDIS_DB}"
+        server, number = base, int(database)
+    else:
+        server, number = server_url.rstrip("/"), TEST_REDIS_DB
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return f"{server}/{number + int(worker.removeprefix('gw') or 0)}"
 
 
 @pytest.fixture
