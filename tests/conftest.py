@@ -43,6 +43,18 @@ def with_database(conninfo: str, dbname: str) -> str:
     return make_conninfo(conninfo, dbname=dbname)
 
 
+def _trade_durability_for_speed(conninfo: str) -> None:
+    """Turn off fsync and full-page writes on the suite's own embedded cluster (never on a server it was given).
+
+    Its data is thrown away, so a crash may lose it; without them, the ``DROP DATABASE`` after each test (which
+    waits for a checkpoint) costs about 40 ms instead of about 600 ms.
+    """
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        for setting in ("fsync", "full_page_writes", "synchronous_commit"):
+            conn.execute(sql.SQL("ALTER SYSTEM SET {} = off").format(sql.Identifier(setting)))
+        conn.execute("SELECT pg_reload_conf()")
+
+
 @pytest.fixture(scope="session")
 def service_urls() -> Iterator[tuple[str, str]]:
     """(PostgreSQL conninfo, Redis URL) of the servers the suite runs against."""
@@ -55,7 +67,10 @@ def service_urls() -> Iterator[tuple[str, str]]:
             handles = stack.enter_context(
                 embedded_services(REPO_ROOT / ".flightdesk" / "test", postgres=not database_url, redis=not redis_url)
             )
-            database_url = database_url or handles.database_url
+            if not database_url:
+                database_url = handles.database_url
+                assert database_url
+                _trade_durability_for_speed(database_url)
             redis_url = redis_url or handles.redis_url
         assert database_url
         assert redis_url
