@@ -43,6 +43,18 @@ def with_database(conninfo: str, dbname: str) -> str:
     return make_conninfo(conninfo, dbname=dbname)
 
 
+def _trade_durability_for_speed(conninfo: str) -> None:
+    """Turn off fsync and full-page writes on the suite's own embedded cluster (never on a server it was given).
+
+    Its data is thrown away, so a crash may lose it; without them, the ``DROP DATABASE`` after each test (which
+    waits for a checkpoint) costs about 40 ms instead of about 600 ms.
+    """
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        for setting in ("fsync", "full_page_writes", "synchronous_commit"):
+            conn.execute(sql.SQL("ALTER SYSTEM SET {} = off").format(sql.Identifier(setting)))
+        conn.execute("SELECT pg_reload_conf()")
+
+
 @pytest.fixture(scope="session")
 def service_urls() -> Iterator[tuple[str, str]]:
     """(PostgreSQL conninfo, Redis URL) of the servers the suite runs against."""
@@ -55,7 +67,10 @@ def service_urls() -> Iterator[tuple[str, str]]:
             handles = stack.enter_context(
                 embedded_services(REPO_ROOT / ".flightdesk" / "test", postgres=not database_url, redis=not redis_url)
             )
-            database_url = database_url or handles.database_url
+            if not database_url:
+                database_url = handles.database_url
+                assert database_url
+                _trade_durability_for_speed(database_url)
             redis_url = redis_url or handles.redis_url
         assert database_url
         assert redis_url
@@ -141,12 +156,16 @@ async def database_url(postgres_url: str, template_database: str) -> AsyncIterat
 def suite_redis_url(server_url: str) -> str:
     """The database the suite flushes and uses: the one ``FLIGHTDESK_TEST_REDIS_URL`` names (``/N``), else 3.
 
-    Naming it lets two runs share one Redis server without flushing each other's keys.
+    Naming it lets two runs share one Redis server without flushing each other's keys. Each pytest-xdist worker
+    takes the next one (``gw1`` → N + 1), so parallel workers never flush each other's keys either.
     """
-    database = server_url.rstrip("/").rpartition("/")[2]
+    base, _, database = server_url.rstrip("/").rpartition("/")
     if server_url.count("/") > 2 and database.isdigit():
-        return server_url
-    return f"{server_url.rstrip('/')}/{TEST_REDIS_DB}"
+        server, number = base, int(database)
+    else:
+        server, number = server_url.rstrip("/"), TEST_REDIS_DB
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return f"{server}/{number + int(worker.removeprefix('gw') or 0)}"
 
 
 @pytest.fixture
