@@ -38,9 +38,9 @@ from core_api.flights.routes import route_handlers as flight_routes
 from core_api.flights.search_routes import route_handlers as search_routes
 from core_api.health.routes import route_handlers as health_routes
 from core_api.log import configure_logging
+from core_api.notifications.routes import route_handlers as notification_routes
 from core_api.payments.routes import route_handlers as payment_routes
 from core_api.payments.service import PaymentService
-from core_api.notifications.routes import route_handlers as notification_routes
 from core_api.realtime import Hub, HubOptions
 from core_api.realtime import route_handlers as realtime_routes
 from core_api.security.crypto import load_cipher
