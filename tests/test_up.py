@@ -81,11 +81,17 @@ def test_up_runs_everything_and_stops_cleanly(fresh_environment: dict[str, str])
     reader.start()
     try:
         health = wait_until_healthy(base, up)
-        assert {service["name"]: service["status"] for service in health["services"]} == {
+        statuses = {service["name"]: service["status"] for service in health["services"]}
+        # The warehouse is down until Dagster's schedule first publishes (it never makes the check fail).
+        assert statuses | {"warehouse": "any"} == {
             "postgres": "up",
             "redis": "up",
             "worker": "up",
             "audit_sealer": "up",
+            "smtp": "up",
+            "payments": "up",
+            "amadeus": "disabled",
+            "warehouse": "any",
         }
         assert httpx.get(f"{base}/api/docs").status_code == 200
         # Through granian, this test is a loopback client: the ops endpoints answer it without a token.

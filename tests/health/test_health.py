@@ -1,7 +1,10 @@
 """Health endpoints report the API and each dependency truthfully, including a Redis that has gone away."""
 
+import asyncio
+import socket
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import msgspec
@@ -11,6 +14,7 @@ import redis.asyncio as aioredis
 from core_api.app import create_app
 from core_api.settings import Settings
 from core_api.worker import HEARTBEAT_KEY
+from tests.pipelines.conftest import publish_without_dagster
 from tests.support.asgi import serve_in_loop
 from tests.support.fault_proxy import FaultProxy
 
@@ -71,6 +75,85 @@ async def test_stopped_redis_reads_down_quickly_while_postgres_stays_up(settings
             assert {s["name"]: s["status"] for s in response.json()["services"]}["redis"] == "up"
 
 
+# SMTP, providers and the warehouse: reported, never a 503 (the API serves without them). ---------------------------
+
+
+async def beating(redis_url: str) -> None:
+    redis = aioredis.Redis.from_url(redis_url)
+    await redis.set(HEARTBEAT_KEY, datetime.now(UTC).isoformat())
+    await redis.aclose()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_smtp_down_and_no_warehouse_are_reported_without_failing_the_check(
+    settings: Settings, redis_url: str, tmp_path: Path
+) -> None:
+    await beating(redis_url)
+    settings = msgspec.structs.replace(
+        settings,
+        smtp=msgspec.structs.replace(settings.smtp, host="127.0.0.1", port=free_port()),
+        warehouse=msgspec.structs.replace(settings.warehouse, path=tmp_path / "warehouse.duckdb"),
+    )
+    async with serve_in_loop(create_app(settings)) as client:
+        response = await client.get("/api/v1/health/services")
+    services = {service["name"]: service for service in response.json()["services"]}
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+    assert services["smtp"]["status"] == "down"
+    assert services["warehouse"] == {
+        "name": "warehouse",
+        "status": "down",
+        "detail": "no warehouse snapshot published yet (flightdesk pipelines, or Dagster's schedule)",
+    }
+    assert services["payments"] == {
+        "name": "payments",
+        "status": "up",
+        "latency_ms": services["payments"]["latency_ms"],
+        "detail": "sandbox (in our database)",
+    }
+    assert services["amadeus"]["status"] == "disabled"
+
+
+async def test_a_greeting_smtp_server_and_a_fresh_snapshot_read_up(
+    settings: Settings, redis_url: str, tmp_path: Path
+) -> None:
+    await beating(redis_url)
+
+    async def greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 mail.test ESMTP\r\n")
+        await writer.drain()
+        quit_line.append(await reader.readline())
+        writer.close()
+
+    quit_line: list[bytes] = []
+    server = await asyncio.start_server(greet, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    settings = msgspec.structs.replace(
+        settings,
+        smtp=msgspec.structs.replace(settings.smtp, host="127.0.0.1", port=port),
+        warehouse=msgspec.structs.replace(settings.warehouse, path=tmp_path / "warehouse.duckdb"),
+    )
+    await asyncio.to_thread(publish_without_dagster, settings)
+    async with server, serve_in_loop(create_app(settings)) as client:
+        response = await client.get("/api/v1/health/services")
+        services = {service["name"]: service for service in response.json()["services"]}
+        assert services["smtp"]["status"] == "up"
+        assert services["smtp"]["detail"] == f"127.0.0.1:{port}"
+        assert services["warehouse"]["status"] == "up"
+        assert services["warehouse"]["detail"].startswith("warehouse-")
+        assert services["warehouse"]["detail"].endswith("s old")
+        for _ in range(50):
+            if quit_line:
+                break
+            await asyncio.sleep(0.02)
+        assert quit_line == [b"QUIT\r\n"]
+
+
 # Who may read the infrastructure: loopback clients and holders of the ops token; liveness is everyone's. ----------
 
 OPS_TOKEN = "ops-token-for-the-tests-0123456789"
@@ -91,6 +174,10 @@ async def test_loopback_clients_read_the_ops_endpoints_without_a_token(settings:
             "redis",
             "worker",
             "audit_sealer",
+            "smtp",
+            "payments",
+            "amadeus",
+            "warehouse",
         }
         metrics = await client.get("/metrics")
         assert metrics.status_code == 200
