@@ -120,7 +120,7 @@ def create_app(
         redis = create_redis(settings, redis_url)
         throttle = LoginThrottle.from_settings(redis, pool, settings.auth)
         app.state.pool, app.state.redis = pool, redis
-        app.state.auth = AuthContext(settings, keyring, pool, throttle)
+        app.state.auth = AuthContext(settings, keyring, pool, throttle, cipher)
         app.state.bookings = BookingService(pool, redis, settings, cipher)
         app.state.payments = PaymentService(pool, settings, cipher)
         app.state.bookings.settle_refund = app.state.payments.settle_refund

@@ -99,7 +99,7 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     ctx["bookings"] = BookingService(pool, ctx["redis"], settings, cipher)
     ctx["payments"] = PaymentService(pool, settings, cipher)
     ctx["bookings"].settle_refund = ctx["payments"].settle_refund
-    ctx["notifier"] = Notifier.from_settings(settings, pool, ctx["redis"])
+    ctx["notifier"] = Notifier.from_settings(settings, pool, ctx["redis"], cipher)
     if settings.notifications.metrics_port and not ctx.get("metrics_served"):
         serve_worker_metrics(settings.notifications.metrics_port)
         ctx["metrics_served"] = True

@@ -46,6 +46,7 @@ from core_api.notifications.service import enqueue_send, queue_mail
 from core_api.outbox import emit
 from core_api.outbox.dispatch import dispatch_event
 from core_api.outbox.relay import OutboxRelay
+from core_api.security.crypto import load_cipher
 from core_api.settings import load_settings
 from core_api.storage.db import create_pool as create_db_pool
 from core_api.storage.db import transaction
@@ -191,7 +192,13 @@ async def main() -> None:
         host, port = catcher.address
         mailer = Mailer(host=host, port=port, timeout=30)
         notifier = Notifier(
-            pool=pool, redis=redis, mailer=mailer, public_url=PUBLIC_URL, retry_base=0.5, reminder_hours=24
+            pool=pool,
+            redis=redis,
+            mailer=mailer,
+            public_url=PUBLIC_URL,
+            retry_base=0.5,
+            reminder_hours=24,
+            cipher=load_cipher(settings),
         )
         print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {args.mails} mails, concurrency {args.concurrency}")
         bare = await reference(mailer, args.mails, args.concurrency, directory)

@@ -28,6 +28,7 @@ from core_api.auth.tokens import (
     new_opaque_token,
 )
 from core_api.outbox import emit
+from core_api.security.crypto import Cipher
 from core_api.settings import Settings
 from core_api.storage.db import DbPool, load_queries, struct_row, transaction
 from core_api.users.schemas import Role, User
@@ -47,6 +48,8 @@ __all__ = [
 
 QUERIES = load_queries("auth")
 PASSWORD_RESET_TTL_SECONDS = 30 * 60
+# Associated data of a password-reset token sealed into its outbox event and mail (it opens under no other name).
+RESET_TOKEN_SEAL = "auth.password_reset_requested:token"  # noqa: S105 - a label, not a secret
 
 _INVALID_CREDENTIALS = "Invalid email or password."
 
@@ -54,11 +57,12 @@ _INVALID_CREDENTIALS = "Invalid email or password."
 class AuthContext:
     """What the auth flows need from the app: settings, signing keys, the pool and the login throttle."""
 
-    def __init__(self, settings: Settings, keyring: Keyring, pool: DbPool, throttle: LoginThrottle):
+    def __init__(self, settings: Settings, keyring: Keyring, pool: DbPool, throttle: LoginThrottle, cipher: Cipher):
         self.settings = settings
         self.keyring = keyring
         self.pool = pool
         self.throttle = throttle
+        self.cipher = cipher
 
 
 async def _open_session(ctx: AuthContext, tx: AsyncConnection[Any], user: User, actor: Actor) -> TokenPair:
@@ -239,8 +243,10 @@ async def request_password_reset(ctx: AuthContext, actor: Actor, *, email: str) 
             {"user_id": row["id"], "token_hash": hash_opaque_token(token), "ttl": PASSWORD_RESET_TTL_SECONDS},
         )
         await record(tx, EventType.AUTH_PASSWORD_RESET_REQUESTED, actor, ("user", row["id"]))
-        # The mail carrying the token goes out from this event (core_api.notifications), only if this commits.
-        payload = {"user_id": str(row["id"]), "email": row["email"], "token": token}
+        # The mail carrying the token goes out from this event (core_api.notifications), only if this commits. The
+        # token travels sealed (outbox rows are kept and published on Redis): only the mail's rendering opens it.
+        sealed = ctx.cipher.seal_text(token, context=RESET_TOKEN_SEAL)
+        payload = {"user_id": str(row["id"]), "email": row["email"], "sealed_token": sealed}
         await emit(tx, "auth.password_reset_requested", ("user", row["id"]), payload)
     return token
 

@@ -239,7 +239,7 @@ async def on_password_reset_requested(ctx: dict[str, Any], event: OutboxEvent) -
         event_id=event.id,
         template=TemplateName.PASSWORD_RESET,
         recipient=payload["email"],
-        context=PasswordResetContext(full_name=name[:200], token=payload["token"]),
+        context=PasswordResetContext(full_name=name[:200], token=payload["sealed_token"]),
         user_id=payload["user_id"],
     )
 

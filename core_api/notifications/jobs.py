@@ -13,16 +13,18 @@ import logging
 import uuid
 from typing import Any
 
+import msgspec
 from arq import Retry
 from prometheus_client import Counter
 
 from core_api.audit.schemas import EventType
 from core_api.audit.service import SYSTEM, record
+from core_api.auth.service import RESET_TOKEN_SEAL
 from core_api.notifications.delivery import DeliveryError, build_message
 from core_api.notifications.handlers import queue_booking_mail
 from core_api.notifications.notifier import Notifier
 from core_api.notifications.rendering import TEMPLATES
-from core_api.notifications.schemas import TemplateName
+from core_api.notifications.schemas import PasswordResetContext, TemplateName
 from core_api.notifications.service import QUERIES, enqueue_send
 from core_api.storage.db import DbPool, transaction
 
@@ -71,7 +73,7 @@ async def send_notification(ctx: dict[str, Any], notification_id: str) -> str:
     attempts = claim["attempts"]
     try:
         mail = TEMPLATES[template_name]
-        rendered = mail.render(mail.decode(claim["payload"]), notifier.public_url)
+        rendered = mail.render(_opened(mail.decode(claim["payload"]), notifier), notifier.public_url)
         message = build_message(notifier.mailer.sender, claim["recipient"], rendered, notification_id=claim["id"])
     except Exception as exc:  # a stored context the template cannot render: no retry would help
         logger.exception("notification %s cannot be rendered", notification_id)
@@ -99,6 +101,15 @@ async def send_notification(ctx: dict[str, Any], notification_id: str) -> str:
     await _finish(notifier.pool, claim, "mark_sent", None)
     SENDS.labels(template_name, "sent").inc()
     return "sent"
+
+
+def _opened(context: msgspec.Struct, notifier: Notifier) -> msgspec.Struct:
+    """The context with its sealed values opened: only now, for the message, is a reset token in the clear."""
+    if isinstance(context, PasswordResetContext):
+        return msgspec.structs.replace(
+            context, token=notifier.cipher.open_text(context.token, context=RESET_TOKEN_SEAL)
+        )
+    return context
 
 
 async def _finish(pool: DbPool, claim: dict[str, Any], query: str, error: str | None) -> None:

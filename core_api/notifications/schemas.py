@@ -131,6 +131,7 @@ class PaymentFailedContext(_Context, frozen=True):
 class PasswordResetContext(_Context, frozen=True):
     full_name: Text
     token: Annotated[str, msgspec.Meta(min_length=8, max_length=200)]
+    """Sealed (``Cipher.seal_text`` under ``RESET_TOKEN_SEAL``) while the mail is stored; opened when it is rendered."""
     expires_minutes: Annotated[int, msgspec.Meta(ge=1, le=24 * 60)] = 30
 
 

@@ -204,6 +204,11 @@ async def send_by_admin(
     pool: DbPool, actor: Actor, principal: Principal, data: NotificationSend, public_url: str
 ) -> Notification:
     """Queue one mail by hand (its own event id, so it never collides with an event's mail)."""
+    if data.template is TemplateName.PASSWORD_RESET:
+        # Its token must be one that auth created (and sealed): a hand-written one would open no account.
+        raise ValidationFailed.for_field(
+            "template", "password_reset mails are sent by POST /auth/password-reset/request, which creates the token"
+        )
     context = _context_errors(data.template, data.context)
     event_id = uuid.uuid4()
     async with transaction(pool) as tx:

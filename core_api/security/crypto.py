@@ -46,6 +46,17 @@ class Cipher:
         sealed = self.keys[self.current].encrypt(nonce, plaintext.encode(), context.encode())
         return bytes([self.current]) + nonce + sealed
 
+    def seal_text(self, plaintext: str, *, context: str) -> str:
+        """:meth:`seal` as URL-safe base64, for a sealed value inside JSON (an outbox payload, a mail's context)."""
+        return base64.urlsafe_b64encode(self.seal(plaintext, context=context)).decode()
+
+    def open_text(self, sealed: str, *, context: str) -> str:
+        try:
+            ciphertext = base64.urlsafe_b64decode(sealed.encode())
+        except (binascii.Error, ValueError):
+            raise CryptoError("not a sealed value") from None
+        return self.open(ciphertext, context=context)
+
     def open(self, ciphertext: bytes, *, context: str) -> str:
         if len(ciphertext) < 1 + _NONCE_BYTES + 16:
             raise CryptoError("ciphertext too short")

@@ -293,6 +293,19 @@ async def test_password_reset_flow(
     context: service.AuthContext = app.state.auth
     token = await service.request_password_reset(context, SYSTEM, email="ann@example.com")
     assert token
+    # Its outbox event (kept, and published on Redis) carries it sealed: only the mail's rendering opens it.
+    async with pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT payload::text AS stored FROM outbox_events"
+                " WHERE event_type = 'auth.password_reset_requested' ORDER BY created_at DESC LIMIT 1"
+            )
+        ).fetchone()
+    assert row is not None
+    stored = row["stored"]
+    assert token not in stored
+    sealed = msgspec.json.decode(stored)["sealed_token"]
+    assert context.cipher.open_text(sealed, context=service.RESET_TOKEN_SEAL) == token
     short = await client.post("/api/v1/auth/password-reset/confirm", json={"token": token, "new_password": "x"})
     assert short.status_code == 422
     confirm = await client.post(

@@ -13,8 +13,10 @@ from arq.worker import Worker, func
 
 from core_api.notifications.delivery import Mailer
 from core_api.notifications.jobs import Notifier, send_notification
+from core_api.security.crypto import parse_keys
 from core_api.settings import load_settings
 from core_api.storage.db import create_pool as create_db_pool
+from tests.conftest import TEST_CRYPTO_KEYS
 
 
 async def main(database_url: str, redis_url: str, smtp_port: int) -> None:
@@ -29,6 +31,7 @@ async def main(database_url: str, redis_url: str, smtp_port: int) -> None:
         public_url="https://flightdesk.test",
         retry_base=0.1,
         reminder_hours=24,
+        cipher=parse_keys(TEST_CRYPTO_KEYS),
         lease_seconds=1.0,
     )
     worker = Worker(

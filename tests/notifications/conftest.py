@@ -31,9 +31,11 @@ from core_api.notifications.delivery import Mailer
 from core_api.notifications.jobs import Notifier, send_notification
 from core_api.outbox import OutboxEvent, emit
 from core_api.outbox.dispatch import dispatch_event
+from core_api.security.crypto import parse_keys
 from core_api.storage.db import DbPool, transaction
 from core_api.users.schemas import Role
 from tests.bookings.conftest import SmallFlight, add_small_flight, adult, booking_request
+from tests.conftest import TEST_CRYPTO_KEYS
 from tests.support.accounts import Account, MakeAccount, new_account
 
 PUBLIC_URL = "https://flightdesk.test"
@@ -126,6 +128,7 @@ def notifier(pool: DbPool, arq_redis: ArqRedis, smtp: SmtpServer) -> Notifier:
         public_url=PUBLIC_URL,
         retry_base=0.1,
         reminder_hours=24,
+        cipher=parse_keys(TEST_CRYPTO_KEYS),
     )
 
 

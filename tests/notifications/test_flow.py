@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from arq.connections import ArqRedis
 
+from core_api.auth.service import RESET_TOKEN_SEAL
 from core_api.notifications.jobs import Notifier, send_reminders
 from core_api.storage.db import DbPool
 from tests.notifications.conftest import (
@@ -127,7 +128,8 @@ async def test_password_resets_and_failed_payments_go_ahead_of_a_backlog(
         payload = {"user_id": booking.customer.id, "email": f"new{n}@example.com", "full_name": f"New {n}"}
         events.append(await write_event(pool, "auth.register", ("user", n), payload))
     events.append(await write_event(pool, "payment.failed", ("payment", "pay_0001"), payment_payload(booking)))
-    payload = {"user_id": booking.customer.id, "email": "reset@example.com", "token": "pr_secret-token-123"}
+    sealed = notifier.cipher.seal_text("pr_secret-token-123", context=RESET_TOKEN_SEAL)
+    payload = {"user_id": booking.customer.id, "email": "reset@example.com", "sealed_token": sealed}
     events.append(await write_event(pool, "auth.password_reset_requested", ("user", 99), payload))
     # Every send job is queued (the urgent ones last) before one worker slot takes them.
     for event_id in events:

@@ -99,6 +99,12 @@ async def test_an_admin_sends_a_template_by_hand_and_bad_context_names_the_field
         ({"template": "welcome", "recipient": "x@example.com", "context": {"full_name": "A", "x": 1}}, "context"),
         ({"template": "welcome", "recipient": "not-an-email", "context": {"full_name": "A"}}, "recipient"),
         ({"template": "nope", "recipient": "x@example.com", "context": {}}, "template"),
+        # A reset mail's token must be one that auth created: only a reset request sends one.
+        (
+            {"template": "password_reset", "recipient": "x@example.com",
+             "context": {"full_name": "A", "token": "pr_made-up-token"}},
+            "template",
+        ),
         (
             {"template": "booking_reminder", "recipient": "x@example.com",
              "context": {"customer_name": "A", "pnr": "ABCDEF", "flight": {"flight_number": "BA1"}}},

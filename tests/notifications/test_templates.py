@@ -9,6 +9,7 @@ import httpx
 import pytest
 from arq.connections import ArqRedis
 
+from core_api.auth.service import RESET_TOKEN_SEAL
 from core_api.notifications.jobs import Notifier
 from core_api.notifications.rendering import TEMPLATES, format_money, local_time
 from core_api.notifications.schemas import MailMoney, TemplateName
@@ -171,13 +172,14 @@ async def test_welcome_and_password_reset(
     assert user.full_name in text
     assert user.full_name in html
 
-    payload = {"user_id": str(user.id), "email": user.email, "token": "pr_abcdefgh12345678"}
+    sealed = notifier.cipher.seal_text("pr_abcdefgh12345678", context=RESET_TOKEN_SEAL)
+    payload = {"user_id": str(user.id), "email": user.email, "sealed_token": sealed}
     mail, text, html = await _mail_for(
         pool, notifier, run_worker, smtp, ("auth.password_reset_requested", ("user", user.id), payload)
     )
     assert mail["Subject"] == "Reset your Flightdesk password"
     [row] = [row for row in await notifications(pool) if row["template"] == "password_reset"]
-    assert "token" not in row["payload"]  # not kept once mailed
+    assert "token" not in row["payload"]  # not kept once mailed (and only ever stored sealed)
     for part in (text, html):
         assert "pr_abcdefgh12345678" in part
         assert "30 minutes" in part
