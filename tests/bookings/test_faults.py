@@ -11,22 +11,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from tests.bookings.conftest import BOOKINGS, Account, SmallFlight, booking_request, fare_seats, rows
-
-
-async def _backend_waiting_on_the_outbox(database_url: str) -> int:
-    """The pid of the booking transaction that took the fare bucket and now waits to append its outbox event."""
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        for _ in range(500):  # 10 s at most
-            row = await (
-                await conn.execute(
-                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND wait_event_type = 'Lock' AND query LIKE '%%INSERT INTO outbox_events%%'"
-                )
-            ).fetchone()
-            if row is not None:
-                return int(row[0])
-            await asyncio.sleep(0.02)
-    raise AssertionError("no booking transaction waited on the outbox table")
+from tests.support.waits import backend_waiting_on_the_outbox
 
 
 async def test_a_connection_killed_between_update_and_commit_changes_nothing_and_a_retry_books_once(
@@ -43,7 +28,7 @@ async def test_a_connection_killed_between_update_and_commit_changes_nothing_and
         # rows, then waits here before COMMIT.
         await blocker.execute("LOCK TABLE outbox_events IN SHARE MODE")
         pending = asyncio.ensure_future(client.post(BOOKINGS, json=request, headers=headers))
-        pid = await _backend_waiting_on_the_outbox(database_url)
+        pid = await backend_waiting_on_the_outbox(database_url)
         async with pool.connection() as conn:
             taken = await fare_seats(pool, flight.id)
             await conn.execute("SELECT pg_terminate_backend(%s)", (pid,))

@@ -24,21 +24,7 @@ from tests.payments.conftest import (
     start_payment,
     stripe_event,
 )
-
-
-async def _backend_waiting_on_the_outbox(database_url: str) -> int:
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        for _ in range(500):
-            row = await (
-                await conn.execute(
-                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND wait_event_type = 'Lock' AND query LIKE '%%INSERT INTO outbox_events%%'"
-                )
-            ).fetchone()
-            if row is not None:
-                return int(row[0])
-            await asyncio.sleep(0.02)
-    raise AssertionError("no webhook transaction waited on the outbox table")
+from tests.support.waits import backend_waiting_on_the_outbox
 
 
 async def test_a_webhook_whose_connection_dies_before_commit_leaves_nothing_and_its_retry_applies_once(
@@ -55,7 +41,7 @@ async def test_a_webhook_whose_connection_dies_before_commit_leaves_nothing_and_
     async with await psycopg.AsyncConnection.connect(database_url) as blocker:
         await blocker.execute("LOCK TABLE outbox_events IN SHARE MODE")
         pending = asyncio.ensure_future(deliver(client, payload))
-        pid = await _backend_waiting_on_the_outbox(database_url)
+        pid = await backend_waiting_on_the_outbox(database_url)
         async with pool.connection() as conn:
             await conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
         response = await pending
