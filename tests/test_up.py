@@ -5,7 +5,6 @@ This is the README's first command, run as a user would run it, then stopped wit
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,11 +17,7 @@ import httpx
 import psutil
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.support.ports import free_port
 
 
 @pytest.fixture

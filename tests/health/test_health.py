@@ -1,7 +1,6 @@
 """Health endpoints report the API and each dependency truthfully, including a Redis that has gone away."""
 
 import asyncio
-import socket
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +16,7 @@ from core_api.worker import HEARTBEAT_KEY
 from tests.pipelines.conftest import publish_without_dagster
 from tests.support.asgi import serve_in_loop
 from tests.support.fault_proxy import FaultProxy
+from tests.support.ports import free_port
 
 
 async def test_liveness(client: httpx.AsyncClient) -> None:
@@ -82,12 +82,6 @@ async def beating(redis_url: str) -> None:
     redis = aioredis.Redis.from_url(redis_url)
     await redis.set(HEARTBEAT_KEY, datetime.now(UTC).isoformat())
     await redis.aclose()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_smtp_down_and_no_warehouse_are_reported_without_failing_the_check(

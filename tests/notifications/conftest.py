@@ -11,7 +11,6 @@ import asyncio
 import email
 import email.policy
 import itertools
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -37,14 +36,9 @@ from core_api.users.schemas import Role
 from tests.bookings.conftest import SmallFlight, add_small_flight, adult, booking_request
 from tests.conftest import TEST_CRYPTO_KEYS
 from tests.support.accounts import Account, MakeAccount, new_account
+from tests.support.ports import free_port
 
 PUBLIC_URL = "https://flightdesk.test"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class SmtpServer:

@@ -14,10 +14,10 @@ from tests.notifications.conftest import (
     ConfirmedBooking,
     RunWorker,
     dispatch,
-    free_port,
     payment_payload,
     write_event,
 )
+from tests.support.ports import free_port
 
 
 def test_the_worker_runs_the_notification_jobs_and_every_mail_event_has_a_handler() -> None:

@@ -37,17 +37,12 @@ from tests.payments.conftest import (
     rows,
     start_payment,
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.support.ports import free_port
 
 
 @pytest.fixture(scope="module")
 def localstripe() -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
         [sys.executable, "-m", "tests.support.localstripe_server", str(port)],
         cwd=REPO_ROOT,
@@ -112,7 +107,7 @@ async def webhook_receiver(client: httpx.AsyncClient, localstripe: str) -> Async
     app.router.add_post("/hook", forward)
     runner = web.AppRunner(app)
     await runner.setup()
-    port = _free_port()
+    port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     async with httpx.AsyncClient() as http:
         registration = await http.post(
@@ -230,7 +225,7 @@ async def test_an_unreachable_stripe_is_a_503_and_nothing_is_written(
         database_url,
         redis_url,
         FLIGHTDESK_PAYMENT_PROVIDER="stripe",
-        FLIGHTDESK_STRIPE_API_BASE=f"http://127.0.0.1:{_free_port()}",
+        FLIGHTDESK_STRIPE_API_BASE=f"http://127.0.0.1:{free_port()}",
         FLIGHTDESK_STRIPE_SECRET_KEY="sk_test_flightdesk",
     )
     live: PaymentService = app.state.payments

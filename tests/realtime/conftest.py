@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import itertools
 import random
-import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -37,6 +36,7 @@ from core_api.storage.db import DbPool, create_pool, transaction
 from core_api.users.schemas import Role, User
 from core_api.users.service import create_user
 from tests.conftest import TEST_JWT_KEYS, cloned_database, suite_redis_url
+from tests.support.ports import free_port
 
 PASSWORD = "correct horse battery"
 AIRLINE = "FD"
@@ -55,12 +55,6 @@ class Account(msgspec.Struct, frozen=True):
 
 
 MakeAccount = Callable[..., Awaitable[Account]]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def wait_for_port(port: int, *, seconds: float, alive: Callable[[], bool] = lambda: True) -> None:

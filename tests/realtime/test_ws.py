@@ -52,7 +52,6 @@ from tests.realtime.conftest import (
     MakeAccount,
     Relay,
     booking_event,
-    free_port,
     log_in,
     new_flight_id,
     of_booking,
@@ -60,6 +59,7 @@ from tests.realtime.conftest import (
     wait_for_port,
 )
 from tests.support.fault_proxy import FaultProxy
+from tests.support.ports import free_port
 
 Sockets = Callable[..., contextlib.AbstractAsyncContextManager[Inbox]]
 
