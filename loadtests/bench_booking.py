@@ -18,10 +18,11 @@ and half after the HTTP run):
    booking and its passenger, then in one pipeline the audit row, the fare bucket's seats with the outbox event,
    and the commit. The statements are the application's own named queries (``sql/queries``), rendered into a
    pgbench script;
-2. the API started with granian (``flightdesk api --workers N``) and driven from this process by a closed loop of
-   as many connections, each logged in as its own customer, all on 127.0.0.1. Each worker's pool is the default
-   size, or ``ceil(concurrency / workers) + 2`` connections when that is smaller (a worker never has more requests in
-   flight), so that four workers do not hold 80 connections of a server other work shares.
+2. the API started with granian (``flightdesk api --workers N``) and driven by a closed loop of as many connections,
+   each logged in as its own customer, all on 127.0.0.1: ``wrk`` where it is installed (``--driver``; apt's ``wrk``),
+   else this process's httpx loop, which costs the machine about ten times the CPU per request. Each worker's pool
+   is the default size, or ``ceil(concurrency / workers) + 2`` connections when that is smaller (a worker never has
+   more requests in flight), so that four workers do not hold 80 connections of a server other work shares.
 
 Then, to tell where the time goes: pgbench running every statement ``create_booking`` sends (the token check, the
 reads before the fare bucket, the booking read back after it) and the inventory transaction without the audit row;
@@ -38,6 +39,7 @@ import json
 import math
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -74,7 +76,9 @@ from loadtests.loadgen import (
     drop_database,
     free_port,
     run_closed_loop,
+    run_wrk,
     wait_until_up,
+    wrk_available,
 )
 
 BOOKINGS = "/api/v1/bookings"
@@ -630,6 +634,12 @@ WHERE datname = current_database() AND backend_type = 'client backend' AND pid <
 """
 
 
+def _children_cpu_seconds() -> float:
+    """CPU of this process's children that have exited and been waited for (a wrk run)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _cpu_seconds(pids: list[int]) -> float:
     total = 0.0
     for pid in pids:
@@ -642,8 +652,9 @@ def _cpu_seconds(pids: list[int]) -> float:
 
 
 class CpuMeter:
-    """CPU used during a run by the API's processes, this process, and the PostgreSQL backends of ``database_url``
-    open when the run starts (the API's pool, filled by the warm-up run; the server must be on this machine).
+    """CPU used during a run by the API's processes, this process and the wrk it ran, and the PostgreSQL backends of
+    ``database_url`` open when the run starts (the API's pool, filled by the warm-up run; the server must be on this
+    machine).
     """
 
     def __init__(self, api_pid: int, database_url: str) -> None:
@@ -652,13 +663,14 @@ class CpuMeter:
             self.backends = [int(row[0]) for row in conn.execute(_BACKENDS).fetchall()]
 
     def __enter__(self) -> CpuMeter:
-        self._api, self._self, self._machine = _tree_cpu_seconds(self.api_pid), time.process_time(), _machine_ticks()
+        self._api, self._machine = _tree_cpu_seconds(self.api_pid), _machine_ticks()
+        self._self = time.process_time() + _children_cpu_seconds()
         self._postgres = _cpu_seconds(self.backends)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.api = _tree_cpu_seconds(self.api_pid) - self._api
-        self.loadgen = time.process_time() - self._self
+        self.loadgen = time.process_time() + _children_cpu_seconds() - self._self
         self.postgres = _cpu_seconds(self.backends) - self._postgres
         busy, total = _machine_ticks()
         self.busy = (busy - self._machine[0]) / max(total - self._machine[1], 1)
@@ -815,6 +827,12 @@ async def main() -> None:
         help="copy this database (seeded and migrated by the same checkout) instead of seeding: repeated runs in "
         "minutes rather than one per seed",
     )
+    parser.add_argument(
+        "--driver",
+        choices=["wrk", "httpx"],
+        default="wrk" if wrk_available() else "httpx",
+        help="the HTTP load generator: wrk (C, where installed: the default) or this process's httpx loop",
+    )
     args = parser.parse_args()
     worker_counts = [int(part) for part in args.workers.split(",") if part.strip()]
     clients = args.concurrency
@@ -859,8 +877,9 @@ async def main() -> None:
             f"Hot flight BA9001 JFK-LHR (id {flight.id}): one ECONOMY {FARE_CLASS} bucket of {HOT_SEATS:,} seats that "
             f"every booking locks (conditional UPDATE, held to COMMIT). {clients} HTTP connections, one customer each, "
             f"and {clients} pgbench clients; {args.seconds:g} s per run.\n"
-            f"One machine of {os.cpu_count()} CPUs runs the API, PostgreSQL, pgbench and this load generator (all on "
-            f"127.0.0.1), shared with other work right now: compare the ratios, not the absolute numbers.\n"
+            f"One machine of {os.cpu_count()} CPUs runs the API, PostgreSQL, pgbench and the load generator "
+            f"({args.driver}; all on 127.0.0.1), shared with other work right now: compare the ratios, not the "
+            f"absolute numbers.\n"
             f"Set up in {time.perf_counter() - started:.1f} s ({' '.join(command)}: {history_seconds:.1f} s; "
             f"{2 * clients} customers); artifacts in {workdir}",
             flush=True,
@@ -882,6 +901,10 @@ async def main() -> None:
             return result, sampler.profile
 
         async def load(base: str, seconds: float) -> LoadResult:
+            if args.driver == "wrk":
+                return await run_wrk(
+                    base, "POST", BOOKINGS, json=body, headers=headers, concurrency=clients, seconds=seconds, expect=201
+                )
             return await run_closed_loop(
                 base, "POST", BOOKINGS, json=body, headers=headers, concurrency=clients, seconds=seconds, expect=201
             )
@@ -997,7 +1020,7 @@ def report(
         print(
             f"  CPU: machine {cpu.machine_busy:.0%} busy during the HTTP run; per booking "
             f"{cpu.api_ms_per_request:.2f} ms in the API, {cpu.postgres_ms_per_request:.2f} ms in its PostgreSQL "
-            f"backends, {cpu.loadgen_ms_per_request:.2f} ms in this load generator"
+            f"backends, {cpu.loadgen_ms_per_request:.2f} ms in the load generator"
         )
         print(f"  pgbench: {run.reference_locks.summary()}")
         print(f"  HTTP:    {run.http_locks.summary()}")
