@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
+import psycopg
 import pytest
 import redis.asyncio as aioredis
 from arq.connections import ArqRedis, RedisSettings, create_pool
@@ -229,6 +230,22 @@ async def test_a_backlog_of_several_batches_drains_without_a_poll_interval_betwe
     await feed.until(written, within=SLOW_POLL * 2)
     assert time.monotonic() - started < SLOW_POLL  # waiting an interval per batch would take six of them
     await eventually(lambda: all_published(pool, written))
+
+
+async def test_committing_an_event_sends_no_notification(pool: DbPool, database_url: str) -> None:
+    """A NOTIFY at commit takes a server-wide lock through the WAL flush: outbox writers must not send one."""
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT t.tgname FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid"
+            " WHERE t.tgrelid = 'outbox_events'::regclass AND p.prosrc ILIKE '%notify%'"
+        )
+        assert await cursor.fetchall() == []
+
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as listener:
+        await listener.execute("LISTEN outbox_events")
+        await emit_events(pool, 3)
+        await emit_events(pool)
+        assert [n async for n in listener.notifies(timeout=0.5)] == []
 
 
 async def test_events_are_published_in_seq_order_across_batches(
