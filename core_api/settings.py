@@ -22,6 +22,7 @@ __all__ = [
     "BookingSettings",
     "DatabaseSettings",
     "NotificationSettings",
+    "OutboxSettings",
     "PaymentSettings",
     "RedisSettings",
     "SearchSettings",
@@ -132,6 +133,12 @@ class BookingSettings(_Section, frozen=True):
     """Most seats one customer, or one agent, may hold unpaid at once (OWASP API6: no hoarding of inventory)."""
 
 
+class OutboxSettings(_Section, frozen=True):
+    poll_seconds: float = 0.05
+    """How long the worker's outbox relay waits, once the outbox is empty, before it looks again (one index probe;
+    it goes on at once while full batches come out): about the most a committed event waits before Redis has it."""
+
+
 # Payments (issue 10): which provider takes the money, and how to reach Stripe.
 class PaymentSettings(_Section, frozen=True):
     provider: Literal["sandbox", "stripe"] = "sandbox"
@@ -227,6 +234,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     search: SearchSettings = msgspec.field(default_factory=SearchSettings)
     amadeus: AmadeusSettings = msgspec.field(default_factory=AmadeusSettings)
     booking: BookingSettings = msgspec.field(default_factory=BookingSettings)
+    outbox: OutboxSettings = msgspec.field(default_factory=OutboxSettings)
     payment: PaymentSettings = msgspec.field(default_factory=PaymentSettings)
     stripe: StripeSettings = msgspec.field(default_factory=StripeSettings)
     audit: AuditSettings = msgspec.field(default_factory=AuditSettings)
@@ -251,6 +259,7 @@ _SECTIONS: dict[str, type[_Section]] = {
     "search": SearchSettings,
     "amadeus": AmadeusSettings,
     "booking": BookingSettings,
+    "outbox": OutboxSettings,
     "payment": PaymentSettings,
     "stripe": StripeSettings,
     "audit": AuditSettings,
@@ -371,6 +380,7 @@ def _check(settings: Settings) -> None:
         "FLIGHTDESK_OPS_TOKEN": settings.ops_token is not None and len(settings.ops_token) < 16,
         "FLIGHTDESK_BOOKING_HOLD_MINUTES": not 1 <= settings.booking.hold_minutes <= 24 * 60,
         "FLIGHTDESK_BOOKING_MAX_UNPAID_SEATS": not 1 <= settings.booking.max_unpaid_seats <= 10_000,
+        "FLIGHTDESK_OUTBOX_POLL_SECONDS": not 0 < settings.outbox.poll_seconds <= 60,
         "FLIGHTDESK_PAYMENT_PROVIDER_TIMEOUT_SECONDS": not 0 < settings.payment.provider_timeout_seconds <= 120,
         "FLIGHTDESK_PAYMENT_REFUND_RETRY_SECONDS": not 1 <= settings.payment.refund_retry_seconds <= 86_400,
         "FLIGHTDESK_SMTP_PORT": not 0 < settings.smtp.port < 65536,

@@ -103,7 +103,7 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     if settings.notifications.metrics_port and not ctx.get("metrics_served"):
         serve_worker_metrics(settings.notifications.metrics_port)
         ctx["metrics_served"] = True
-    relay = OutboxRelay(ctx["database_url"], ctx["redis"])
+    relay = OutboxRelay(ctx["database_url"], ctx["redis"], poll_interval=settings.outbox.poll_seconds)
     await relay.start()
     ctx["outbox_relay"] = relay
     sealer = Sealer(ctx["database_url"], interval=settings.audit.seal_interval_seconds)

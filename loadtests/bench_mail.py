@@ -148,7 +148,7 @@ async def latency(
     )
     worker_task = asyncio.create_task(worker.main())
     before = set(directory.glob("*.eml"))  # noqa: ASYNC240 - a local folder, between measurements
-    async with OutboxRelay(database_url, redis, poll_interval=1.0):
+    async with OutboxRelay(database_url, redis):  # polling as the worker's relay does
         for n in range(events):
             recipient = f"lat{n}@example.com"
             async with transaction(notifier.pool) as tx:

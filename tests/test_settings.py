@@ -41,6 +41,7 @@ def test_environment_values_are_typed() -> None:
         ("FLIGHTDESK_API_WORKERS", "0"),
         ("FLIGHTDESK_LOG_LEVEL", "LOUD"),
         ("FLIGHTDESK_DATABASE_POOL_MAX", "-1"),
+        ("FLIGHTDESK_OUTBOX_POLL_SECONDS", "0"),  # a relay polling without pause would spin on the database
         ("FLIGHTDESK_AUTH_LOGIN_MAX_FAILURES_PER_EMAIL", "3"),  # fewer than per email and address makes no sense
         ("FLIGHTDESK_OPS_TOKEN", "short"),  # a guessable ops token would open the infrastructure's details
     ],

@@ -1,15 +1,20 @@
 """The outbox relay: publishes committed ``outbox_events`` rows to Redis, at least once, in write order.
 
-One relay runs in each ``flightdesk worker`` process. It keeps two PostgreSQL connections of its own: one that only
-``LISTEN``s on ``outbox_events`` (the insert trigger notifies it as each event commits) and one that does the work.
-It wakes on a notification, or every ``poll_interval`` in case one was missed or the listening connection is down.
+One relay runs in each ``flightdesk worker`` process, on one PostgreSQL connection of its own. It polls: after a
+pass that published a full batch it runs the next at once (a backlog drains at the speed of Redis, not one batch per
+interval); otherwise it waits ``poll_interval`` and asks, in one autocommit statement served by the partial index
+of unpublished events, whether anything waits, and claims a batch only when something does. An idle relay costs
+one round trip per interval; an event waits for at most about one interval before it goes out. Writers do not
+signal the relay: a ``NOTIFY`` at commit takes a lock for the whole server through the WAL flush and so serialised
+every outbox writer's commit (migration 0014 dropped the trigger).
 
 Each pass claims the oldest unpublished events (a batch, ``FOR UPDATE SKIP LOCKED`` so several workers can share the
 outbox without publishing an event twice), publishes each to the pub/sub channel :data:`EVENTS_CHANNEL` as
 :class:`OutboxEvent` JSON, enqueues the arq job ``dispatch_event`` with the event id as job id, and only then marks
 the batch published and commits. When Redis fails the batch is rolled back, its ``attempts`` and ``last_error`` are
 updated in a short transaction of their own, and the relay backs off and retries: nothing is lost, and an event
-may be published more than once (consumers de-duplicate by event id; see :mod:`core_api.outbox.dispatch`).
+may be published more than once (consumers de-duplicate by event id; see :mod:`core_api.outbox.dispatch`). When
+PostgreSQL fails (the connection killed, the server restarting) the relay backs off and reconnects.
 
 Order: events go out in ``seq`` order, batch after batch. ``seq`` is taken at insert, so an event whose transaction
 commits later than a newer one's can follow it; changes to one aggregate are serialised by its row lock and keep
@@ -19,7 +24,6 @@ their order. With several relays, batches are disjoint but may interleave.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -29,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import msgspec
 import psycopg
-from psycopg import AsyncConnection, sql
+from psycopg import AsyncConnection
 from redis.exceptions import RedisError
 
 from core_api.outbox import EVENTS_CHANNEL, OutboxEvent
@@ -38,14 +42,12 @@ from core_api.storage.db import load_queries, struct_row
 if TYPE_CHECKING:
     from arq.connections import ArqRedis
 
-__all__ = ["DISPATCH_JOB", "LISTEN_CHANNEL", "Backlog", "OutboxRelay", "RedisUnavailable", "backlog"]
+__all__ = ["DISPATCH_JOB", "Backlog", "OutboxRelay", "RedisUnavailable", "backlog"]
 
 logger = logging.getLogger(__name__)
 
 QUERIES = load_queries("outbox")
 
-LISTEN_CHANNEL = "outbox_events"
-"""The PostgreSQL notification channel the ``outbox_events`` insert trigger signals."""
 DISPATCH_JOB = "dispatch_event"
 """The arq job each event is enqueued as (:func:`core_api.outbox.dispatch.dispatch_event`)."""
 
@@ -135,7 +137,7 @@ class OutboxRelay:
         *,
         channel: str = EVENTS_CHANNEL,
         batch_size: int = 200,
-        poll_interval: float = 1.0,
+        poll_interval: float = 0.05,
         retry_initial: float = 0.5,
         retry_max: float = 15.0,
         redis_timeout: float = 5.0,
@@ -143,6 +145,8 @@ class OutboxRelay:
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
+        if poll_interval <= 0:
+            raise ValueError("poll_interval must be positive")
         self.database_url = database_url
         self.redis = redis
         self.channel = channel
@@ -152,44 +156,27 @@ class OutboxRelay:
         self.retry_max = retry_max
         self.redis_timeout = redis_timeout
         self.application_name = application_name
-        self._wake = asyncio.Event()
         self._conn: AsyncConnection[Any] | None = None
-        self._listen_conn: AsyncConnection[Any] | None = None
-        self._tasks: list[asyncio.Task[None]] = []
-
-    @property
-    def listen_application_name(self) -> str:
-        """``application_name`` of the listening connection, as ``pg_stat_activity`` shows it."""
-        return f"{self.application_name}-listen"
+        self._task: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open both connections (a bad DSN fails here, loudly), then relay in the background until :meth:`stop`."""
-        if self._tasks:
+        """Open the connection (a bad DSN fails here, loudly), then relay in the background until :meth:`stop`."""
+        if self._task is not None:
             raise RuntimeError("OutboxRelay already started")
-        try:
-            self._listen_conn = await self._connect_listener()
-            self._conn = await self._connect()
-        except BaseException:
-            await self._close_connections()
-            raise
-        self._tasks = [
-            asyncio.create_task(self._listen(), name="outbox-relay-listen"),
-            asyncio.create_task(self._relay(), name="outbox-relay"),
-        ]
+        self._conn = await self._connect()
+        self._task = asyncio.create_task(self._relay(), name="outbox-relay")
 
     async def stop(self) -> None:
-        """Cancel the background tasks (a batch in flight rolls back and goes out later) and close the connections."""
-        tasks, self._tasks = self._tasks, []
-        for task in tasks:
+        """Cancel the background task (a batch in flight rolls back and goes out later) and close the connection."""
+        task, self._task = self._task, None
+        if task is not None:
             task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
-        for task in tasks:
+            await asyncio.wait([task])
             if not task.cancelled() and task.exception() is not None:
                 logger.error("outbox relay task %s had failed", task.get_name(), exc_info=task.exception())
-        await self._close_connections()
+        await self._close_connection()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -201,6 +188,13 @@ class OutboxRelay:
         await self.stop()
 
     # -- one pass ----------------------------------------------------------------------------------------------
+
+    async def _any_unpublished(self) -> bool:
+        """Whether any event waits: one statement, no transaction, so an idle poll is a single round trip."""
+        conn = await self._connection()
+        cursor = await conn.execute(QUERIES["any_unpublished"])
+        row = await cursor.fetchone()
+        return bool(row and row[0])
 
     async def _publish_batch(self) -> int:
         """Claim one batch, deliver it to Redis and mark it published; returns how many events went out.
@@ -241,17 +235,20 @@ class OutboxRelay:
                 # None when a job with this id is queued or its result kept: the event was enqueued before.
                 await self.redis.enqueue_job(DISPATCH_JOB, message.decode(), _job_id=str(event.id))
 
-    # -- background tasks --------------------------------------------------------------------------------------
+    # -- background task ---------------------------------------------------------------------------------------
 
     async def _relay(self) -> None:
         backoff = _Backoff(self.retry_initial, self.retry_max)
         redis_outage = _Outage("cannot reach Redis", "reaches Redis again")
         database_outage = _Outage("cannot use PostgreSQL", "uses PostgreSQL again")
+        # The first pass, and each after a full batch, claims at once: events are likely waiting, the claim checks.
+        claim_at_once = True
         while True:
-            # Cleared before the pass: a notification arriving during it triggers the next pass at once.
-            self._wake.clear()
             try:
-                published = await self._publish_batch()
+                if claim_at_once or await self._any_unpublished():
+                    published = await self._publish_batch()
+                else:
+                    published = 0
             except RedisUnavailable as exc:
                 redis_outage.failed(exc.__cause__ or exc)
                 await asyncio.sleep(backoff.next())
@@ -269,61 +266,24 @@ class OutboxRelay:
             database_outage.recovered()
             if published:
                 redis_outage.recovered()
-            if published < self.batch_size:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.poll_interval):
-                        await self._wake.wait()
-
-    async def _listen(self) -> None:
-        """Wake the relay on every notification; when the connection drops, reconnect with backoff."""
-        backoff = _Backoff(self.retry_initial, self.retry_max)
-        outage = _Outage("lost its LISTEN connection, polling meanwhile", "is listening again")
-        while True:
-            conn = self._listen_conn
-            if conn is None:
-                try:
-                    conn = self._listen_conn = await self._connect_listener()
-                except psycopg.Error as exc:
-                    outage.failed(exc)
-                    await asyncio.sleep(backoff.next())
-                    continue
-                outage.recovered()
-                backoff.reset()
-                self._wake.set()  # events may have committed while nobody listened
-            try:
-                async for _ in conn.notifies():
-                    self._wake.set()
-            except psycopg.Error as exc:
-                outage.failed(exc)
-            self._listen_conn = None
-            await conn.close()
-            await asyncio.sleep(backoff.next())
+            claim_at_once = published == self.batch_size
+            if not claim_at_once:
+                await asyncio.sleep(self.poll_interval)
 
     # -- connections -------------------------------------------------------------------------------------------
 
     async def _connect(self) -> AsyncConnection[Any]:
         return await AsyncConnection.connect(
-            self.database_url, autocommit=True, application_name=self.application_name, options=_WORK_OPTIONS
-        )
-
-    async def _connect_listener(self) -> AsyncConnection[Any]:
-        conn = await AsyncConnection.connect(
             self.database_url,
             autocommit=True,
-            application_name=self.listen_application_name,
-            options="-c TimeZone=UTC",
-            # A half-open TCP connection would keep ``notifies()`` waiting forever; keepalives make it an error.
+            application_name=self.application_name,
+            options=_WORK_OPTIONS,
+            # A half-open TCP connection would keep a statement waiting forever; keepalives make it an error.
             keepalives=1,
             keepalives_idle=30,
             keepalives_interval=10,
             keepalives_count=3,
         )
-        try:
-            await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(LISTEN_CHANNEL)))
-        except BaseException:
-            await conn.close()
-            raise
-        return conn
 
     async def _connection(self) -> AsyncConnection[Any]:
         if self._conn is None or self._conn.closed:
@@ -335,9 +295,7 @@ class OutboxRelay:
             await self._conn.close()
             self._conn = None
 
-    async def _close_connections(self) -> None:
-        conns = (self._conn, self._listen_conn)
-        self._conn = self._listen_conn = None
-        for conn in conns:
-            if conn is not None:
-                await conn.close()
+    async def _close_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()

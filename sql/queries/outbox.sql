@@ -33,3 +33,7 @@ WHERE id IN (
 SELECT count(*)::integer AS pending, min(created_at) AS oldest_created_at
 FROM outbox_events
 WHERE published_at IS NULL
+
+-- any_unpublished --
+-- Whether any event waits, as one autocommit index probe (outbox_events_unpublished_idx): an idle relay's poll.
+SELECT EXISTS (SELECT 1 FROM outbox_events WHERE published_at IS NULL) AS pending

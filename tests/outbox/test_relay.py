@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
+import psycopg
 import pytest
 import redis.asyncio as aioredis
 from arq.connections import ArqRedis, RedisSettings, create_pool
@@ -26,8 +27,10 @@ from core_api.storage.db import DbPool, transaction
 from core_api.worker import on_shutdown, on_startup
 from tests.support.fault_proxy import FaultProxy
 
-# Long, so that a delivery well under it can only have come from the NOTIFY wake-up.
-POLL_INTERVAL = 5.0
+# The relay's default: how often an idle relay looks for events.
+POLL_INTERVAL = 0.05
+# Long, so that a backlog drained well under it cannot have waited an interval between batches.
+SLOW_POLL = 5.0
 FAST = 1.0
 RELAY_LOGGER = "core_api.outbox.relay"
 
@@ -104,7 +107,7 @@ StartRelay = Callable[..., Awaitable[OutboxRelay]]
 
 @pytest.fixture
 async def start_relay(database_url: str) -> AsyncIterator[StartRelay]:
-    """Start relays on the test database (quick retries, slow polling); all are stopped after the test."""
+    """Start relays on the test database (quick retries, the default polling); all are stopped after the test."""
     relays: list[OutboxRelay] = []
 
     async def start(redis: ArqRedis, **options: Any) -> OutboxRelay:
@@ -147,16 +150,14 @@ async def all_published(pool: DbPool, ids: Iterable[UUID]) -> bool:
     return all(rows[event_id]["published_at"] is not None for event_id in ids)
 
 
-async def listening_backend(pool: DbPool, relay: OutboxRelay) -> int | None:
-    """The pid of the relay's LISTEN connection, found the way an operator would: by its application_name."""
+async def relay_backends(pool: DbPool, relay: OutboxRelay) -> list[int]:
+    """The pids of the relay's connections, found the way an operator would: by their application_name."""
     async with pool.connection() as conn:
         cursor = await conn.execute(
-            "SELECT pid FROM pg_stat_activity"
-            " WHERE datname = current_database() AND application_name = %s AND query ILIKE 'LISTEN%%'",
-            (relay.listen_application_name,),
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = %s",
+            (relay.application_name,),
         )
-        row = await cursor.fetchone()
-    return row["pid"] if row else None
+        return [row["pid"] for row in await cursor.fetchall()]
 
 
 async def test_committed_event_is_published_enqueued_and_marked_published(
@@ -201,17 +202,50 @@ async def test_rolled_back_transaction_publishes_nothing(
     assert set(await outbox_rows(pool)) == set(marker)
 
 
-async def test_notify_wakes_the_relay_well_before_the_poll_interval(
+async def test_an_event_goes_out_within_a_few_poll_intervals(
     pool: DbPool, feed: EventFeed, arq_redis: ArqRedis, start_relay: StartRelay
 ) -> None:
-    await start_relay(arq_redis, poll_interval=POLL_INTERVAL)
-    await feed.until(await emit_events(pool))  # the relay has done its first passes and now waits
+    await start_relay(arq_redis)
+    await feed.until(await emit_events(pool))  # the relay has done its first passes and now polls
 
-    for _ in range(3):
+    latencies = []
+    for _ in range(5):
+        await asyncio.sleep(POLL_INTERVAL * 1.5)  # commit at some point of the relay's wait, not right after a pass
         started = time.monotonic()
-        ids = await emit_events(pool)
-        await feed.until(ids, within=POLL_INTERVAL * 2)
-        assert time.monotonic() - started < FAST
+        await feed.until(await emit_events(pool), within=FAST * 5)
+        latencies.append(time.monotonic() - started)
+    assert max(latencies) < FAST
+    assert sorted(latencies)[len(latencies) // 2] < POLL_INTERVAL * 4
+
+
+async def test_a_backlog_of_several_batches_drains_without_a_poll_interval_between_batches(
+    pool: DbPool, feed: EventFeed, arq_redis: ArqRedis, start_relay: StartRelay
+) -> None:
+    written: list[UUID] = []
+    for _ in range(5):  # 50 events, seven batches of 8
+        written += await emit_events(pool, 10)
+
+    started = time.monotonic()
+    await start_relay(arq_redis, batch_size=8, poll_interval=SLOW_POLL)
+    await feed.until(written, within=SLOW_POLL * 2)
+    assert time.monotonic() - started < SLOW_POLL  # waiting an interval per batch would take six of them
+    await eventually(lambda: all_published(pool, written))
+
+
+async def test_committing_an_event_sends_no_notification(pool: DbPool, database_url: str) -> None:
+    """A NOTIFY at commit takes a server-wide lock through the WAL flush: outbox writers must not send one."""
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT t.tgname FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid"
+            " WHERE t.tgrelid = 'outbox_events'::regclass AND p.prosrc ILIKE '%notify%'"
+        )
+        assert await cursor.fetchall() == []
+
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as listener:
+        await listener.execute("LISTEN outbox_events")
+        await emit_events(pool, 3)
+        await emit_events(pool)
+        assert [n async for n in listener.notifies(timeout=0.5)] == []
 
 
 async def test_events_are_published_in_seq_order_across_batches(
@@ -291,24 +325,33 @@ async def test_events_wait_while_redis_is_down_and_all_go_out_when_it_is_back(
             await redis_through_proxy.aclose()
 
 
-async def test_relay_recovers_when_its_listen_connection_is_killed(
-    pool: DbPool, feed: EventFeed, arq_redis: ArqRedis, start_relay: StartRelay
+async def test_relay_recovers_when_its_connection_is_killed(
+    pool: DbPool, feed: EventFeed, arq_redis: ArqRedis, start_relay: StartRelay, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger=RELAY_LOGGER)
     relay = await start_relay(arq_redis)
-    killed = await listening_backend(pool, relay)
-    assert killed is not None
+    await feed.until(await emit_events(pool))
+    [killed] = await relay_backends(pool, relay)  # one connection: it polls and publishes
     async with pool.connection() as conn:
         await conn.execute("SELECT pg_terminate_backend(%s)", (killed,))
 
-    await feed.until(await emit_events(pool), within=POLL_INTERVAL * 2)
+    await feed.until(await emit_events(pool, 3))
 
-    async def listening_again() -> bool:
-        return (await listening_backend(pool, relay)) not in (None, killed)
+    async def reconnected_once_and_said_so() -> bool:
+        messages = [r.getMessage() for r in caplog.records if r.name == RELAY_LOGGER]
+        backends = await relay_backends(pool, relay)
+        return (
+            len(backends) == 1
+            and killed not in backends
+            and any("cannot use PostgreSQL" in message for message in messages)
+            and any("uses PostgreSQL again" in message for message in messages)
+        )
 
-    await eventually(listening_again)
+    await eventually(reconnected_once_and_said_so)
+
     started = time.monotonic()
-    await feed.until(await emit_events(pool), within=POLL_INTERVAL * 2)
-    assert time.monotonic() - started < FAST  # woken by NOTIFY again, not by the poll
+    await feed.until(await emit_events(pool))
+    assert time.monotonic() - started < FAST  # polling at its interval again, not backing off
 
 
 async def test_republished_event_runs_its_handlers_once(
@@ -331,7 +374,6 @@ async def test_republished_event_runs_its_handlers_once(
     # As if a relay had crashed after publishing but before marking the row: the event goes out again.
     async with pool.connection() as conn:
         await conn.execute("UPDATE outbox_events SET published_at = NULL WHERE id = %s", (confirmed,))
-        await conn.execute("SELECT pg_notify('outbox_events', '')")
     await feed.until([confirmed], times=2)
     await eventually(lambda: all_published(pool, [confirmed]))
 
