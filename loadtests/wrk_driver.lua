@@ -32,7 +32,8 @@ function init(args)
     local blocks = read_blocks(args[1])
     local count = tonumber(args[3])
     for number, block in ipairs(blocks) do
-        if (number - 1) % count == index then
+        -- With fewer requests than threads, a thread takes one of them again.
+        if (number - 1) % count == index or (#blocks < count and number == index % #blocks + 1) then
             local headers = {}
             for position = 4, #block do
                 local name, value = block[position]:match("^([^:]+): (.*)$")
@@ -41,9 +42,6 @@ function init(args)
             local body = block[3] ~= "" and block[3] or nil
             table.insert(prepared, wrk.format(block[1], block[2], headers, body))
         end
-    end
-    if #prepared == 0 then
-        table.insert(prepared, wrk.format(blocks[1][1], blocks[1][2], {}, nil))
     end
     position = 0
 end
