@@ -6,6 +6,7 @@ granian calls in each worker, built from the process settings.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,7 +16,9 @@ import swagger_ui_bundle
 from litestar import Litestar, MediaType, Request, Response, Router, get
 from litestar.config.compression import CompressionConfig
 from litestar.config.cors import CORSConfig
+from litestar.connection import ASGIConnection
 from litestar.di import Provide
+from litestar.handlers import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
@@ -96,6 +99,15 @@ def _swagger() -> SwaggerRenderPlugin:
     )
 
 
+async def _check_request(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """The API routes' guard: who may call first; then parameters and body, the only input a handler sees (every
+    refusal is 4xx). One guard calling three, as Litestar copies the route handler for each guard it runs.
+    """
+    await authorize(connection, handler)
+    await check_parameters(connection, handler)
+    await require_json_body(connection, handler)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -157,8 +169,7 @@ def create_app(
             *analytics_routes,
             *realtime_routes,
         ],
-        # Who may call first; then parameters and body, the only input a handler sees (all refusals are 4xx).
-        guards=[authorize, check_parameters, require_json_body],
+        guards=[_check_request],
         # Authentication first, so that rate limits count per user rather than per IP where they can.
         middleware=[AuthenticationMiddleware(), RateLimitMiddleware(parse_rate_limits(settings.rate_limits))],
     )
@@ -208,4 +219,9 @@ def build_app() -> Litestar:
     """Factory granian calls in each worker (``granian --factory core_api.app:build_app``)."""
     settings = get_settings()
     configure_logging(settings.log_level)
-    return create_app(settings)
+    app = create_app(settings)
+    # What the imports and the app built (137 k objects) lives as long as the process: out of the collector's sight,
+    # a full collection takes microseconds instead of the ~90 ms it stalled the event loop for under load.
+    gc.collect()
+    gc.freeze()
+    return app
