@@ -121,7 +121,6 @@ def steps(conn: psycopg.Connection[Any]) -> list[tuple[str, str, dict[str, Any]]
         ("fare_buckets", {"flight_id": flight, "cabin": "ECONOMY", "fare_class": "Y"}),
         ("insert_booking", new_booking),
         ("insert_passengers", passengers),
-        ("booking_detail", {"ids": [booking]}),
         ("take_fare_seats_announced", event),
     ]
     found = [(name, BOOKINGS[name], params) for name, params in named]

@@ -3,7 +3,7 @@ writes the booking, claims the chosen seats and writes the passengers, then take
 ``UPDATE`` whose condition is the bucket's CHECK (the row lock serialises buyers of the bucket until commit), in
 one pipeline with the audit row (first: it takes no lock), the outbox event, the stored idempotent answer and the
 COMMIT. Without an Idempotency-Key or chosen seats that is three round trips: ``BEGIN`` and every read, the
-booking's rows and their read-back, the fare bucket and ``COMMIT``.
+booking's rows (the answer is built from what they were written with), the fare bucket and ``COMMIT``.
 
 Locks are taken in one order by every creating writer — the holder's user row (the cap), seats by seat number, the
 fare bucket — and nothing but the database is awaited while they are held. The contended one,
@@ -39,8 +39,17 @@ from core_api.bookings._common import (
     seat_errors,
 )
 from core_api.bookings._read import get_booking, get_booking_by_pnr, list_bookings
-from core_api.bookings.schemas import Booking, BookingCreate, BookingStatus, PassengerInput, PassengerType
+from core_api.bookings.schemas import (
+    Booking,
+    BookingCreate,
+    BookingFlight,
+    BookingStatus,
+    Passenger,
+    PassengerInput,
+    PassengerType,
+)
 from core_api.flights.providers.local import party_price
+from core_api.flights.schemas import FlightStatus, Money
 from core_api.storage.db import struct_row
 from core_api.users.schemas import Role
 from core_api.web.errors import Conflict, FieldError, InvalidState, SoldOut, ValidationFailed, map_database_error
@@ -262,21 +271,69 @@ async def _insert_booking(tx: AsyncConnection[Any], params: dict[str, Any]) -> s
 async def _insert_unseated_booking(
     tx: AsyncConnection[Any], cipher: Cipher, draft: _Draft, params: dict[str, Any]
 ) -> tuple[str, Booking]:
-    """The booking, its passengers and the booking read back, in one round trip; a taken PNR inserts nothing (the
-    passengers' insert checks that the booking exists) and is drawn again. Returns the PNR and the booking.
+    """The booking and its passengers in one round trip; a taken PNR inserts nothing (the passengers' insert checks
+    that the booking exists) and is drawn again. Returns the PNR and the booking as written: what the database
+    chose (hold expiry, timestamps) comes back from the insert, the rest is what was written, so nothing is read back.
     """
+    passenger_ids = [uuid.uuid4() for _ in draft.data.passengers]
     for _ in range(_PNR_ATTEMPTS):
         params["pnr"] = new_pnr()
         async with tx.pipeline():
             inserted = await tx.execute(QUERIES["insert_booking"], params)
-            await _insert_passengers(tx, cipher, draft.booking_id, draft.data, {})
-            detail = tx.cursor(row_factory=struct_row(Booking))
-            await detail.execute(QUERIES["booking_detail"], {"ids": [draft.booking_id]})
-        if await inserted.fetchone() is not None:
-            booking = await detail.fetchone()
-            assert booking is not None
-            return str(params["pnr"]), booking
+            await _insert_passengers(tx, cipher, draft.booking_id, draft.data, {}, passenger_ids)
+        row = await inserted.fetchone()
+        if row is not None:
+            return str(params["pnr"]), _as_written(draft, params, row, passenger_ids)
     raise RuntimeError(f"no free PNR after {_PNR_ATTEMPTS} draws")
+
+
+def _as_written(draft: _Draft, params: dict[str, Any], row: dict[str, Any], passenger_ids: list[uuid.UUID]) -> Booking:
+    """A new unseated booking as ``booking_detail`` would read it back."""
+    data, flight = draft.data, draft.flight
+    passengers = [
+        Passenger(
+            id=passenger_id,
+            first_name=passenger.first_name,
+            last_name=passenger.last_name,
+            date_of_birth=passenger.date_of_birth,
+            type=passenger.type,
+            seat_no=None,
+            has_document=bool(passenger.document),
+        )
+        for passenger_id, passenger in zip(passenger_ids, data.passengers, strict=True)
+    ]
+    return Booking(
+        id=draft.booking_id,
+        pnr=params["pnr"],
+        status=BookingStatus.PENDING_PAYMENT,
+        hold_expires_at=row["hold_expires_at"],
+        total=Money(params["total_amount"], params["currency"]),
+        cabin=data.cabin,
+        fare_class=params["fare_class"],
+        passengers=passengers,
+        seats=[],
+        flight=BookingFlight(
+            id=flight["id"],
+            airline=flight["airline_code"],
+            flight_number=flight["flight_number"],
+            origin=flight["origin"],
+            destination=flight["destination"],
+            departure_at=flight["departure_at"],
+            arrival_at=flight["arrival_at"],
+            origin_tz=flight["origin_tz"],
+            destination_tz=flight["destination_tz"],
+            status=FlightStatus(flight["status"]),
+        ),
+        customer_id=params["customer_id"],
+        agent_id=params["agent_id"],
+        contact_email=params["contact_email"],
+        contact_phone=params["contact_phone"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        confirmed_at=None,
+        cancelled_at=None,
+        expired_at=None,
+    )
 
 
 @dataclass(frozen=True)
@@ -462,7 +519,12 @@ async def _committed_by_pipeline(pool: DbPool) -> AsyncIterator[AsyncConnection[
 
 
 async def _insert_passengers(
-    tx: AsyncConnection[Any], cipher: Cipher, booking_id: uuid.UUID, data: BookingCreate, seat_of: dict[int, str]
+    tx: AsyncConnection[Any],
+    cipher: Cipher,
+    booking_id: uuid.UUID,
+    data: BookingCreate,
+    seat_of: dict[int, str],
+    ids: list[uuid.UUID] | None = None,
 ) -> None:
     passengers = data.passengers
     context = f"passengers.document:{booking_id}"
@@ -471,7 +533,7 @@ async def _insert_passengers(
         {
             "booking_id": booking_id,
             "flight_id": data.flight_id,
-            "ids": [uuid.uuid4() for _ in passengers],
+            "ids": ids or [uuid.uuid4() for _ in passengers],
             "first_names": [p.first_name for p in passengers],
             "last_names": [p.last_name for p in passengers],
             "dates_of_birth": [p.date_of_birth for p in passengers],

@@ -57,11 +57,14 @@ FROM bookings
 WHERE agent_id = %(holder)s::uuid AND (status = 'PENDING_PAYMENT') IS TRUE AND hold_expires_at > now()
 
 -- bookable_flight --
--- A flight's status and departure, and whether it can still be sold.
-SELECT id, airline_code, status, departure_at,
-       status IN ('SCHEDULED', 'DELAYED') AND departure_at > now() + interval '30 minutes' AS bookable
-FROM flights
-WHERE id = %(flight_id)s::bigint
+-- A flight as a booking shows it (booking_detail's "flight"), and whether it can still be sold.
+SELECT f.id, f.airline_code, f.flight_number, f.origin, f.destination, f.departure_at, f.arrival_at,
+       o.tz AS origin_tz, d.tz AS destination_tz, f.status,
+       f.status IN ('SCHEDULED', 'DELAYED') AND f.departure_at > now() + interval '30 minutes' AS bookable
+FROM flights AS f
+JOIN airports AS o ON o.code = f.origin
+JOIN airports AS d ON d.code = f.destination
+WHERE f.id = %(flight_id)s::bigint
 
 -- fare_buckets --
 -- The fare buckets of a flight's cabin (one fare class, or all), cheapest first: candidates for a booking.
@@ -119,7 +122,7 @@ VALUES (%(id)s::uuid, %(pnr)s::text, %(flight_id)s::bigint, %(fare_id)s::bigint,
         %(seat_count)s::int, %(total_amount)s::bigint, %(currency)s::text, %(contact_email)s::text,
         %(contact_phone)s::text, now() + make_interval(mins => %(hold_minutes)s::int))
 ON CONFLICT (pnr) DO NOTHING
-RETURNING id
+RETURNING id, hold_expires_at, created_at, updated_at
 
 -- insert_passengers --
 -- A booking's travellers in one statement, in the order given; none when the booking is not there (its insert met

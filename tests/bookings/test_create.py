@@ -62,6 +62,21 @@ async def test_a_customer_holds_seats_and_pays_per_traveller(
     assert statuses["3E"] == "AVAILABLE"
 
 
+@pytest.mark.parametrize("seats", [None, ["4A", "4B"]], ids=["unseated", "seated"])
+async def test_the_created_booking_is_the_booking_as_read_back(
+    client: httpx.AsyncClient, customer: Account, flight: SmallFlight, seats: list[str] | None
+) -> None:
+    travellers = ({**adult(), "document": "P1234567"}, child(), infant())
+    request = booking_request(flight, *travellers, contact_phone="+44 20 7946 0000", seats=seats)
+
+    created = await client.post(BOOKINGS, json=request, headers=customer.headers)
+
+    assert created.status_code == 201, created.text
+    read = await client.get(f"{BOOKINGS}/{created.json()['id']}", headers=customer.headers)
+    assert read.status_code == 200
+    assert created.json() == read.json()
+
+
 async def test_the_booking_is_audited_and_announced_in_its_transaction(
     client: httpx.AsyncClient, pool: AsyncConnectionPool, customer: Account, flight: SmallFlight
 ) -> None:
