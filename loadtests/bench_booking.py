@@ -95,6 +95,8 @@ SPLIT_CAP = "unpaid_seats_of_customer" in BOOKINGS_SQL
 ANNOUNCED = "take_fare_seats_announced" in BOOKINGS_SQL
 # Until issue 12 the service read the new booking back (booking_detail); since, its answer is built from the insert's.
 READS_BACK = "created_at" not in BOOKINGS_SQL["insert_booking"]
+# ... and wrote the booking and its passengers in one statement.
+FUSED_INSERT = "insert_unseated_booking" in BOOKINGS_SQL
 # The ceiling: one counter row, decremented and committed by every client.
 CEILING_TABLE = (
     "CREATE TABLE bench_ceiling (id int PRIMARY KEY, n bigint NOT NULL); INSERT INTO bench_ceiling VALUES (1, 0);"
@@ -295,46 +297,40 @@ def booking_steps(
         ]
     # In the service's order: the booking's rows first, the fare bucket's seats last (its row lock is the queue), then
     # the outbox and audit rows in one pipeline, then COMMIT.
-    steps += [
-        render(
-            conn,
-            "insert_booking",
-            BOOKINGS_SQL["insert_booking"],
-            {
-                "id": booking,
-                "pnr": Var("pnr"),
-                "flight_id": flight.id,
-                "fare_id": flight.fare_id,
-                "cabin": "ECONOMY",
-                "fare_class": FARE_CLASS,
-                "customer_id": customer,
-                "agent_id": None,
-                "created_by": customer,
-                "seat_count": 1,
-                "total_amount": FARE_AMOUNT,
-                "currency": "USD",
-                "contact_email": "pgbench0@example.com",
-                "contact_phone": None,
-                "hold_minutes": 15,
-            },
-        ),
-        render(
-            conn,
-            "insert_passengers",
-            BOOKINGS_SQL["insert_passengers"],
-            {
-                "booking_id": booking,
-                "flight_id": flight.id,
-                "ids": Var("passenger_ids"),
-                "first_names": ["Ann"],
-                "last_names": ["Example"],
-                "dates_of_birth": [date(1985, 4, 2)],
-                "types": ["ADULT"],
-                "documents": [None],
-                "seat_nos": [None],
-            },
-        ),
-    ]
+    new_booking = {
+        "id": booking,
+        "pnr": Var("pnr"),
+        "flight_id": flight.id,
+        "fare_id": flight.fare_id,
+        "cabin": "ECONOMY",
+        "fare_class": FARE_CLASS,
+        "customer_id": customer,
+        "agent_id": None,
+        "created_by": customer,
+        "seat_count": 1,
+        "total_amount": FARE_AMOUNT,
+        "currency": "USD",
+        "contact_email": "pgbench0@example.com",
+        "contact_phone": None,
+        "hold_minutes": 15,
+    }
+    travellers = {
+        "booking_id": booking,
+        "flight_id": flight.id,
+        "ids": Var("passenger_ids"),
+        "first_names": ["Ann"],
+        "last_names": ["Example"],
+        "dates_of_birth": [date(1985, 4, 2)],
+        "types": ["ADULT"],
+        "documents": [None],
+        "seat_nos": [None],
+    }
+    if FUSED_INSERT:
+        fused = {**new_booking, **travellers, "passenger_ids": Var("passenger_ids")}
+        steps.append(render(conn, "insert_unseated_booking", BOOKINGS_SQL["insert_unseated_booking"], fused))
+    else:
+        steps.append(render(conn, "insert_booking", BOOKINGS_SQL["insert_booking"], new_booking))
+        steps.append(render(conn, "insert_passengers", BOOKINGS_SQL["insert_passengers"], travellers))
     if reads and READS_BACK:
         steps.append(render(conn, "booking_detail", BOOKINGS_SQL["booking_detail"], {"ids": Var("booking_ids")}))
     payload = json.dumps(event)

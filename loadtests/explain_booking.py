@@ -119,8 +119,7 @@ def steps(conn: psycopg.Connection[Any]) -> list[tuple[str, str, dict[str, Any]]
         ("unpaid_seats_of_customer", {"holder": customer}),
         ("unpaid_seats_of_agent", {"holder": agent}),
         ("fare_buckets", {"flight_id": flight, "cabin": "ECONOMY", "fare_class": "Y"}),
-        ("insert_booking", new_booking),
-        ("insert_passengers", passengers),
+        ("insert_unseated_booking", {**new_booking, **passengers, "passenger_ids": passengers["ids"]}),
         ("take_fare_seats_announced", event),
     ]
     found = [(name, BOOKINGS[name], params) for name, params in named]

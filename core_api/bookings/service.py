@@ -271,23 +271,21 @@ async def _insert_booking(tx: AsyncConnection[Any], params: dict[str, Any]) -> s
 async def _insert_unseated_booking(
     tx: AsyncConnection[Any], cipher: Cipher, draft: _Draft, params: dict[str, Any]
 ) -> tuple[str, Booking]:
-    """The booking and its passengers in one round trip; a taken PNR inserts nothing (the passengers' insert checks
-    that the booking exists) and is drawn again. Returns the PNR and the booking as written: what the database
-    chose (hold expiry, timestamps) comes back from the insert, the rest is what was written, so nothing is read back.
+    """The booking and its passengers in one statement; a taken PNR inserts neither and is drawn again. Returns the
+    PNR and the booking as written: what the database chose (hold expiry, timestamps) comes back from the insert,
+    the rest is what was written, so nothing is read back.
     """
-    passenger_ids = [uuid.uuid4() for _ in draft.data.passengers]
+    travellers = _passenger_columns(cipher, draft.booking_id, draft.data, {})
+    params = {**params, **travellers, "passenger_ids": travellers["ids"]}
     for _ in range(_PNR_ATTEMPTS):
         params["pnr"] = new_pnr()
-        async with tx.pipeline():
-            inserted = await tx.execute(QUERIES["insert_booking"], params)
-            await _insert_passengers(tx, cipher, draft.booking_id, draft.data, {}, passenger_ids)
-        row = await inserted.fetchone()
+        row = await (await tx.execute(QUERIES["insert_unseated_booking"], params)).fetchone()
         if row is not None:
-            return str(params["pnr"]), _as_written(draft, params, row, passenger_ids)
+            return str(params["pnr"]), _as_written(draft, params, row)
     raise RuntimeError(f"no free PNR after {_PNR_ATTEMPTS} draws")
 
 
-def _as_written(draft: _Draft, params: dict[str, Any], row: dict[str, Any], passenger_ids: list[uuid.UUID]) -> Booking:
+def _as_written(draft: _Draft, params: dict[str, Any], row: dict[str, Any]) -> Booking:
     """A new unseated booking as ``booking_detail`` would read it back."""
     data, flight = draft.data, draft.flight
     passengers = [
@@ -300,7 +298,7 @@ def _as_written(draft: _Draft, params: dict[str, Any], row: dict[str, Any], pass
             seat_no=None,
             has_document=bool(passenger.document),
         )
-        for passenger_id, passenger in zip(passenger_ids, data.passengers, strict=True)
+        for passenger_id, passenger in zip(params["passenger_ids"], data.passengers, strict=True)
     ]
     return Booking(
         id=draft.booking_id,
@@ -519,26 +517,25 @@ async def _committed_by_pipeline(pool: DbPool) -> AsyncIterator[AsyncConnection[
 
 
 async def _insert_passengers(
-    tx: AsyncConnection[Any],
-    cipher: Cipher,
-    booking_id: uuid.UUID,
-    data: BookingCreate,
-    seat_of: dict[int, str],
-    ids: list[uuid.UUID] | None = None,
+    tx: AsyncConnection[Any], cipher: Cipher, booking_id: uuid.UUID, data: BookingCreate, seat_of: dict[int, str]
 ) -> None:
+    await tx.execute(QUERIES["insert_passengers"], _passenger_columns(cipher, booking_id, data, seat_of))
+
+
+def _passenger_columns(
+    cipher: Cipher, booking_id: uuid.UUID, data: BookingCreate, seat_of: dict[int, str]
+) -> dict[str, Any]:
+    """The travellers as the passengers inserts take them: a column each, in the order given."""
     passengers = data.passengers
     context = f"passengers.document:{booking_id}"
-    await tx.execute(
-        QUERIES["insert_passengers"],
-        {
-            "booking_id": booking_id,
-            "flight_id": data.flight_id,
-            "ids": ids or [uuid.uuid4() for _ in passengers],
-            "first_names": [p.first_name for p in passengers],
-            "last_names": [p.last_name for p in passengers],
-            "dates_of_birth": [p.date_of_birth for p in passengers],
-            "types": [p.type.value for p in passengers],
-            "documents": [cipher.seal(p.document, context=context) if p.document else None for p in passengers],
-            "seat_nos": [seat_of.get(index) for index in range(len(passengers))],
-        },
-    )
+    return {
+        "booking_id": booking_id,
+        "flight_id": data.flight_id,
+        "ids": [uuid.uuid4() for _ in passengers],
+        "first_names": [p.first_name for p in passengers],
+        "last_names": [p.last_name for p in passengers],
+        "dates_of_birth": [p.date_of_birth for p in passengers],
+        "types": [p.type.value for p in passengers],
+        "documents": [cipher.seal(p.document, context=context) if p.document else None for p in passengers],
+        "seat_nos": [seat_of.get(index) for index in range(len(passengers))],
+    }

@@ -124,6 +124,30 @@ VALUES (%(id)s::uuid, %(pnr)s::text, %(flight_id)s::bigint, %(fare_id)s::bigint,
 ON CONFLICT (pnr) DO NOTHING
 RETURNING id, hold_expires_at, created_at, updated_at
 
+-- insert_unseated_booking --
+-- insert_booking and insert_passengers (no seats) in one statement: nothing when the PNR is taken (the caller draws
+-- another). The travellers' foreign key to the booking is checked at the end of the statement, once both are in.
+WITH booking AS (
+    INSERT INTO bookings (id, pnr, flight_id, fare_id, cabin, fare_class, customer_id, agent_id, created_by,
+                          seat_count, total_amount, currency, contact_email, contact_phone, hold_expires_at)
+    VALUES (%(id)s::uuid, %(pnr)s::text, %(flight_id)s::bigint, %(fare_id)s::bigint, %(cabin)s::text,
+            %(fare_class)s::text, %(customer_id)s::uuid, %(agent_id)s::uuid, %(created_by)s::uuid,
+            %(seat_count)s::int, %(total_amount)s::bigint, %(currency)s::text, %(contact_email)s::text,
+            %(contact_phone)s::text, now() + make_interval(mins => %(hold_minutes)s::int))
+    ON CONFLICT (pnr) DO NOTHING
+    RETURNING id, hold_expires_at, created_at, updated_at
+), travellers AS (
+    INSERT INTO passengers (id, booking_id, flight_id, first_name, last_name, date_of_birth, type, document_enc,
+                            seat_no, created_at)
+    SELECT p.id, booking.id, %(flight_id)s::bigint, p.first_name, p.last_name, p.date_of_birth, p.type,
+           p.document_enc, NULL, now() + p.ordinality * interval '1 microsecond'
+    FROM booking,
+         unnest(%(passenger_ids)s::uuid[], %(first_names)s::text[], %(last_names)s::text[],
+                %(dates_of_birth)s::date[], %(types)s::text[], %(documents)s::bytea[])
+         WITH ORDINALITY AS p (id, first_name, last_name, date_of_birth, type, document_enc, ordinality)
+)
+SELECT id, hold_expires_at, created_at, updated_at FROM booking
+
 -- insert_passengers --
 -- A booking's travellers in one statement, in the order given; none when the booking is not there (its insert met
 -- a taken PNR), so that it can be pipelined behind insert_booking.

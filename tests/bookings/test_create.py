@@ -77,6 +77,32 @@ async def test_the_created_booking_is_the_booking_as_read_back(
     assert created.json() == read.json()
 
 
+@pytest.mark.parametrize("seats", [None, ["5A"]], ids=["unseated", "seated"])
+async def test_a_taken_pnr_is_drawn_again_and_touches_nothing(
+    client: httpx.AsyncClient,
+    pool: AsyncConnectionPool,
+    customer: Account,
+    flight: SmallFlight,
+    monkeypatch: pytest.MonkeyPatch,
+    seats: list[str] | None,
+) -> None:
+    first = await client.post(BOOKINGS, json=booking_request(flight), headers=customer.headers)
+    taken = first.json()["pnr"]
+    draws = iter([taken, taken, "QQQ222"])
+    monkeypatch.setattr("core_api.bookings.service.new_pnr", lambda: next(draws))
+
+    second = await client.post(BOOKINGS, json=booking_request(flight, seats=seats), headers=customer.headers)
+
+    assert second.status_code == 201, second.text
+    assert second.json()["pnr"] == "QQQ222"
+    counts = await rows(
+        pool,
+        "SELECT b.pnr, count(p.id) AS travellers FROM bookings AS b JOIN passengers AS p ON p.booking_id = b.id "
+        "GROUP BY b.pnr",
+    )
+    assert {row["pnr"]: row["travellers"] for row in counts} == {"QQQ222": 1, taken: 1}
+
+
 async def test_the_booking_is_audited_and_announced_in_its_transaction(
     client: httpx.AsyncClient, pool: AsyncConnectionPool, customer: Account, flight: SmallFlight
 ) -> None:
