@@ -591,6 +591,65 @@ class LockSampler:
         profile.holder_kind[kind] += 1
 
 
+# -- What each statement cost the server ------------------------------------------------------------------------------
+
+_STATEMENT_STATS = """
+SELECT s.query, s.calls, s.total_exec_time, s.total_plan_time, s.shared_blks_hit + s.shared_blks_read AS blocks,
+       s.wal_bytes
+FROM pg_stat_statements AS s
+WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND s.calls > 0
+ORDER BY s.total_exec_time DESC
+"""
+
+
+class StatementStats:
+    """``pg_stat_statements`` over one run, for the scratch database only, where the server preloads it
+    (``shared_preload_libraries``: a restart, so a shared server may not); else :attr:`available` is false.
+    """
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+        self.rows: list[tuple[Any, ...]] = []
+        try:
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+                conn.execute("SELECT 1 FROM pg_stat_statements LIMIT 1")
+            self.available = True
+        except psycopg.Error:
+            self.available = False
+
+    def __enter__(self) -> StatementStats:
+        if self.available:
+            with psycopg.connect(self.database_url, autocommit=True) as conn:
+                conn.execute(
+                    "SELECT pg_stat_statements_reset(0, oid, 0) FROM pg_database WHERE datname = current_database()"
+                )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.available:
+            with psycopg.connect(self.database_url, autocommit=True) as conn:
+                self.rows = conn.execute(_STATEMENT_STATS).fetchall()
+
+    def lines(self, bookings: int, top: int = 12) -> list[str]:
+        if not self.available:
+            return ["  pg_stat_statements is not preloaded on this server: no per-statement figures"]
+        names = StatementNames()
+        per = 1 / max(bookings, 1)
+        total = sum(row[2] for row in self.rows)
+        out = [
+            f"  {total * per:.3f} ms of statement execution per booking over {len(self.rows)} statements "
+            f"(pg_stat_statements; planning {sum(row[3] for row in self.rows) * per:.3f} ms):",
+            "      ms/booking  calls/booking  blocks/call  WAL bytes/call  statement",
+        ]
+        for query, calls, exec_ms, _plan_ms, blocks, wal in self.rows[:top]:
+            out.append(
+                f"      {exec_ms * per:10.3f}  {calls * per:13.2f}  {blocks / calls:11.1f}  {int(wal) / calls:14.0f}  "
+                f"{names(query)}"
+            )
+        return out
+
+
 # -- CPU accounting ---------------------------------------------------------------------------------------------------
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -799,6 +858,8 @@ class WorkerRun:
     http: LoadResult
     http_locks: LockProfile
     cpu: CpuUse
+    statements: list[str] = field(default_factory=list)
+    """What each statement cost the server over the HTTP run (pg_stat_statements), where it is preloaded."""
 
 
 def booking_body(flight: HotFlight) -> dict[str, Any]:
@@ -871,6 +932,7 @@ async def main() -> None:
             Step("COMMIT", "COMMIT;"),
         ]
         sampler = LockSampler(database_url)
+        statement_stats = StatementStats(database_url)
         body = booking_body(flight)
         print(
             f"Hot flight BA9001 JFK-LHR (id {flight.id}): one ECONOMY {FARE_CLASS} bucket of {HOT_SEATS:,} seats that "
@@ -926,8 +988,9 @@ async def main() -> None:
             api = Api(api_env, workers, workdir / f"api-w{workers}.log")
             await api.up()
             await load(api.base, max(1.0, args.seconds / 5))  # warm: pools filled, statements prepared
-            with sampler, CpuMeter(api.process.pid, database_url) as cpu:
+            with sampler, CpuMeter(api.process.pid, database_url) as cpu, statement_stats:
                 http = await load(api.base, args.seconds)
+            statement_lines = statement_stats.lines(http.requests)
             http_locks = sampler.profile
             api.stop()
             api = None
@@ -936,7 +999,11 @@ async def main() -> None:
             reference, reference_locks = before[0] + after[0], before[1] + after[1]
             ceiling = ceiling_before[0] + ceiling_after[0]
             cpu_use = cpu.per_request(http.requests)
-            runs.append(WorkerRun(workers, pool_max, ceiling, reference, reference_locks, http, http_locks, cpu_use))
+            runs.append(
+                WorkerRun(
+                    workers, pool_max, ceiling, reference, reference_locks, http, http_locks, cpu_use, statement_lines
+                )
+            )
             print(
                 f"  workers {workers}: ceiling {ceiling.tps:.0f} tps, pgbench inventory {reference.tps:.0f} tps, "
                 f"HTTP {http.rps:.0f} req/s ({http.rps / ceiling.tps:.1%} of the ceiling)",
@@ -1066,6 +1133,8 @@ def report(
         print("\n".join(f"    {line}" for line in run.http_locks.top()))
         print(f"  every backend of the database (the API's pool) over the HTTP run, {run.workers} worker(s):")
         print("\n".join(f"    {line}" for line in run.http_locks.backend_states()))
+        print(f"  what each statement cost the server over the HTTP run, {run.workers} worker(s):")
+        print("\n".join(run.statements))
     if profile_lines:
         print("\nAPI profile (workers 1)")
         print("\n".join(profile_lines))
