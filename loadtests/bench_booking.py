@@ -97,6 +97,8 @@ ANNOUNCED = "take_fare_seats_announced" in BOOKINGS_SQL
 READS_BACK = "created_at" not in BOOKINGS_SQL["insert_booking"]
 # ... and wrote the booking and its passengers in one statement.
 FUSED_INSERT = "insert_unseated_booking" in BOOKINGS_SQL
+# ... and then sent it in the pipeline that takes the seats and commits (the statement answers nothing).
+PIPELINED_INSERT = FUSED_INSERT and "ON CONFLICT" not in BOOKINGS_SQL["insert_unseated_booking"]
 # The ceiling: one counter row, decremented and committed by every client.
 CEILING_TABLE = (
     "CREATE TABLE bench_ceiling (id int PRIMARY KEY, n bigint NOT NULL); INSERT INTO bench_ceiling VALUES (1, 0);"
@@ -325,8 +327,10 @@ def booking_steps(
         "documents": [None],
         "seat_nos": [None],
     }
-    if FUSED_INSERT:
-        fused = {**new_booking, **travellers, "passenger_ids": Var("passenger_ids")}
+    fused = {**new_booking, **travellers, "passenger_ids": Var("passenger_ids")}
+    if PIPELINED_INSERT:
+        fused["hold_expires_at"] = datetime.now(UTC) + timedelta(minutes=15)
+    elif FUSED_INSERT:
         steps.append(render(conn, "insert_unseated_booking", BOOKINGS_SQL["insert_unseated_booking"], fused))
     else:
         steps.append(render(conn, "insert_booking", BOOKINGS_SQL["insert_booking"], new_booking))
@@ -344,6 +348,8 @@ def booking_steps(
     # The fare bucket last, in one pipeline with the outbox event, the audit row and the COMMIT, as the service
     # sends them: the bucket's row lock is held for that one round trip.
     steps.append(Step("pipeline: \\startpipeline", "\\startpipeline"))
+    if PIPELINED_INSERT:
+        steps.append(render(conn, "insert_unseated_booking", BOOKINGS_SQL["insert_unseated_booking"], fused))
     if audit:
         # As record_in_pipeline writes it, first in the pipeline (it takes no lock): one insert with the row's
         # personal data (contact email, address) apart.

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import uuid
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +93,7 @@ def steps(conn: psycopg.Connection[Any]) -> list[tuple[str, str, dict[str, Any]]
         "contact_email": "someone@example.com",
         "contact_phone": None,
         "hold_minutes": 15,
+        "hold_expires_at": datetime.now(UTC) + timedelta(minutes=15),
     }
     passengers = {
         "booking_id": booking,

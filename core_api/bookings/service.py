@@ -2,8 +2,9 @@
 writes the booking, claims the chosen seats and writes the passengers, then takes the fare bucket's seats with an
 ``UPDATE`` whose condition is the bucket's CHECK (the row lock serialises buyers of the bucket until commit), in
 one pipeline with the audit row (first: it takes no lock), the outbox event, the stored idempotent answer and the
-COMMIT. Without an Idempotency-Key or chosen seats that is three round trips: ``BEGIN`` and every read, the
-booking's rows (the answer is built from what they were written with), the fare bucket and ``COMMIT``.
+COMMIT. Without an Idempotency-Key or chosen seats that is two round trips: ``BEGIN`` and every read, then the
+booking's rows, the audit row, the fare bucket and ``COMMIT`` (the answer is built from what the rows are written
+with, and the transaction's ``now()``, read with the flight).
 
 Locks are taken in one order by every creating writer — the holder's user row (the cap), seats by seat number, the
 fare bucket — and nothing but the database is awaited while they are held. The contended one,
@@ -18,7 +19,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -268,25 +269,19 @@ async def _insert_booking(tx: AsyncConnection[Any], params: dict[str, Any]) -> s
     raise RuntimeError(f"no free PNR after {_PNR_ATTEMPTS} draws")  # 8 collisions in a row: the space is full
 
 
-async def _insert_unseated_booking(
-    tx: AsyncConnection[Any], cipher: Cipher, draft: _Draft, params: dict[str, Any]
-) -> tuple[str, Booking]:
-    """The booking and its passengers in one statement; a taken PNR inserts neither and is drawn again. Returns the
-    PNR and the booking as written: what the database chose (hold expiry, timestamps) comes back from the insert,
-    the rest is what was written, so nothing is read back.
+def _unseated_insert(cipher: Cipher, draft: _Draft, params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters of ``insert_unseated_booking``: the booking's, its travellers' as columns, and its hold's
+    expiry, counted from the transaction's start as the seated insert's ``now()`` counts it.
     """
     travellers = _passenger_columns(cipher, draft.booking_id, draft.data, {})
-    params = {**params, **travellers, "passenger_ids": travellers["ids"]}
-    for _ in range(_PNR_ATTEMPTS):
-        params["pnr"] = new_pnr()
-        row = await (await tx.execute(QUERIES["insert_unseated_booking"], params)).fetchone()
-        if row is not None:
-            return str(params["pnr"]), _as_written(draft, params, row)
-    raise RuntimeError(f"no free PNR after {_PNR_ATTEMPTS} draws")
+    hold_expires_at = draft.flight["transaction_at"] + timedelta(minutes=params["hold_minutes"])
+    return {**params, **travellers, "passenger_ids": travellers["ids"], "hold_expires_at": hold_expires_at}
 
 
-def _as_written(draft: _Draft, params: dict[str, Any], row: dict[str, Any]) -> Booking:
-    """A new unseated booking as ``booking_detail`` would read it back."""
+def _as_written(draft: _Draft, params: dict[str, Any]) -> Booking:
+    """A new unseated booking as ``booking_detail`` will read it back: what it is written with, and the
+    transaction's ``now()`` for its timestamps (the columns' default).
+    """
     data, flight = draft.data, draft.flight
     passengers = [
         Passenger(
@@ -304,7 +299,7 @@ def _as_written(draft: _Draft, params: dict[str, Any], row: dict[str, Any]) -> B
         id=draft.booking_id,
         pnr=params["pnr"],
         status=BookingStatus.PENDING_PAYMENT,
-        hold_expires_at=row["hold_expires_at"],
+        hold_expires_at=params["hold_expires_at"],
         total=Money(params["total_amount"], params["currency"]),
         cabin=data.cabin,
         fare_class=params["fare_class"],
@@ -326,8 +321,8 @@ def _as_written(draft: _Draft, params: dict[str, Any], row: dict[str, Any]) -> B
         agent_id=params["agent_id"],
         contact_email=params["contact_email"],
         contact_phone=params["contact_phone"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
+        created_at=flight["transaction_at"],
+        updated_at=flight["transaction_at"],
         confirmed_at=None,
         cancelled_at=None,
         expired_at=None,
@@ -349,9 +344,10 @@ class _Draft:
 
 async def _write(
     tx: AsyncConnection[Any], service: BookingService, draft: _Draft, fare: _Fare
-) -> tuple[Booking, LockedBooking]:
+) -> tuple[Booking, LockedBooking, dict[str, Any] | None]:
     """Write the booking, its seats and passengers on ``fare`` — everything but the fare bucket, whose seats are
-    taken last (see :func:`create_booking`).
+    taken last (see :func:`create_booking`). A booking without chosen seats is not written here: the parameters of
+    its one insert come back, for the pipeline that takes the seats and commits.
     """
     data, parties = draft.data, draft.parties
     seat_count = len(draft.seated)
@@ -374,6 +370,7 @@ async def _write(
         "contact_phone": data.contact_phone,
         "hold_minutes": service.settings.booking.hold_minutes,
     }
+    insert = None
     if draft.seats:
         pnr = await _insert_booking(tx, params)
         await claim_seats(
@@ -383,7 +380,9 @@ async def _write(
         await _insert_passengers(tx, service.cipher, draft.booking_id, data, seat_of)
         [booking] = await fetch_bookings(tx, [draft.booking_id])
     else:
-        pnr, booking = await _insert_unseated_booking(tx, service.cipher, draft, params)
+        params["pnr"] = pnr = new_pnr()
+        insert = _unseated_insert(service.cipher, draft, params)
+        booking = _as_written(draft, insert)
     written = LockedBooking(
         id=draft.booking_id,
         pnr=pnr,
@@ -406,7 +405,7 @@ async def _write(
         departure_at=draft.flight["departure_at"],
         departed=False,
     )
-    return booking, written
+    return booking, written, insert
 
 
 async def create_booking(
@@ -425,6 +424,19 @@ async def create_booking(
     written and the transaction committed, in one pipeline behind the audit row. Overselling fails the UPDATE on
     the bucket's CHECK, which aborts the rest.
     """
+    for _ in range(_PNR_ATTEMPTS):
+        with contextlib.suppress(_PnrTaken):  # rolled back: start again under another PNR
+            return await _create_once(service, actor, principal, data, key)
+    raise RuntimeError(f"no free PNR after {_PNR_ATTEMPTS} draws")  # 8 collisions in a row: the space is full
+
+
+async def _create_once(
+    service: BookingService,
+    actor: Actor,
+    principal: Principal,
+    data: BookingCreate,
+    key: idempotency.IdempotencyKey | None,
+) -> CreateResult:
     seated = [index for index, passenger in enumerate(data.passengers) if passenger.type is not PassengerType.INFANT]
     seats = data.seats or []
     _raise_if(seat_errors(seats, len(seated)))
@@ -449,10 +461,10 @@ async def create_booking(
             last = attempt == len(candidates)
             if not last:  # a bucket emptied since it was read gives way to the next one
                 await tx.execute("SAVEPOINT fare_attempt")
-            booking, written = await _write(tx, service, draft, fare)
+            booking, written, insert = await _write(tx, service, draft, fare)
             body = _encode(booking)
             try:
-                await _take_seats_and_commit(tx, actor, draft, fare, written, body, key)
+                await _take_seats_and_commit(tx, actor, draft, written, body, key, insert)
                 break
             except SoldOut:
                 if last:
@@ -462,14 +474,18 @@ async def create_booking(
     return CreateResult(201, body, draft.booking_id, replayed=False)
 
 
+class _PnrTaken(Exception):
+    """The drawn PNR was another booking's: the transaction is rolled back and the booking made again."""
+
+
 async def _take_seats_and_commit(
     tx: AsyncConnection[Any],
     actor: Actor,
     draft: _Draft,
-    fare: _Fare,
     written: LockedBooking,
     body: bytes,
     key: idempotency.IdempotencyKey | None,
+    insert: dict[str, Any] | None,
 ) -> None:
     metadata = {
         "seats": draft.seats,
@@ -480,7 +496,9 @@ async def _take_seats_and_commit(
     try:
         async with tx.pipeline() as pipeline:
             try:
-                # The audit row first: it takes no lock, so it need not run while the bucket's row lock is held.
+                if insert is not None:  # an unseated booking's rows: no answer needed, so they travel here too
+                    await tx.execute(QUERIES["insert_unseated_booking"], insert)
+                # The audit row before the seats: it takes no lock, so it need not run while the bucket's is held.
                 entity = ("booking", draft.booking_id)
                 after = written.snapshot()
                 await record_in_pipeline(tx, EventType.BOOKING_CREATED, actor, entity, after=after, metadata=metadata)
@@ -495,6 +513,8 @@ async def _take_seats_and_commit(
     except psycopg.errors.PipelineAborted:  # the commands behind that error, reported again on leaving the block
         pass
     if failure is not None:
+        if isinstance(failure, psycopg.errors.UniqueViolation) and failure.diag.constraint_name == "bookings_pnr_key":
+            raise _PnrTaken from failure
         if isinstance(map_database_error(failure), SoldOut):
             cabin = draft.data.cabin.value
             raise SoldOut(f"Not enough seats left in {cabin} for {written.seat_count} travellers.") from None

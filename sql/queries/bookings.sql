@@ -60,7 +60,8 @@ WHERE agent_id = %(holder)s::uuid AND (status = 'PENDING_PAYMENT') IS TRUE AND h
 -- A flight as a booking shows it (booking_detail's "flight"), and whether it can still be sold.
 SELECT f.id, f.airline_code, f.flight_number, f.origin, f.destination, f.departure_at, f.arrival_at,
        o.tz AS origin_tz, d.tz AS destination_tz, f.status,
-       f.status IN ('SCHEDULED', 'DELAYED') AND f.departure_at > now() + interval '30 minutes' AS bookable
+       f.status IN ('SCHEDULED', 'DELAYED') AND f.departure_at > now() + interval '30 minutes' AS bookable,
+       now() AS transaction_at
 FROM flights AS f
 JOIN airports AS o ON o.code = f.origin
 JOIN airports AS d ON d.code = f.destination
@@ -125,28 +126,28 @@ ON CONFLICT (pnr) DO NOTHING
 RETURNING id, hold_expires_at, created_at, updated_at
 
 -- insert_unseated_booking --
--- insert_booking and insert_passengers (no seats) in one statement: nothing when the PNR is taken (the caller draws
--- another). The travellers' foreign key to the booking is checked at the end of the statement, once both are in.
+-- insert_booking and insert_passengers (no seats) in one statement, with nothing to answer: the hold's expiry is
+-- given, the timestamps are the transaction's now() (read with bookable_flight), so the statement can travel in the
+-- pipeline that takes the fare bucket's seats and commits. A taken PNR fails it on bookings_pnr_key (the caller
+-- draws another and starts again). The travellers' foreign key to the booking is checked at the end of the
+-- statement, once both are in.
 WITH booking AS (
     INSERT INTO bookings (id, pnr, flight_id, fare_id, cabin, fare_class, customer_id, agent_id, created_by,
                           seat_count, total_amount, currency, contact_email, contact_phone, hold_expires_at)
     VALUES (%(id)s::uuid, %(pnr)s::text, %(flight_id)s::bigint, %(fare_id)s::bigint, %(cabin)s::text,
             %(fare_class)s::text, %(customer_id)s::uuid, %(agent_id)s::uuid, %(created_by)s::uuid,
             %(seat_count)s::int, %(total_amount)s::bigint, %(currency)s::text, %(contact_email)s::text,
-            %(contact_phone)s::text, now() + make_interval(mins => %(hold_minutes)s::int))
-    ON CONFLICT (pnr) DO NOTHING
-    RETURNING id, hold_expires_at, created_at, updated_at
-), travellers AS (
-    INSERT INTO passengers (id, booking_id, flight_id, first_name, last_name, date_of_birth, type, document_enc,
-                            seat_no, created_at)
-    SELECT p.id, booking.id, %(flight_id)s::bigint, p.first_name, p.last_name, p.date_of_birth, p.type,
-           p.document_enc, NULL, now() + p.ordinality * interval '1 microsecond'
-    FROM booking,
-         unnest(%(passenger_ids)s::uuid[], %(first_names)s::text[], %(last_names)s::text[],
-                %(dates_of_birth)s::date[], %(types)s::text[], %(documents)s::bytea[])
-         WITH ORDINALITY AS p (id, first_name, last_name, date_of_birth, type, document_enc, ordinality)
+            %(contact_phone)s::text, %(hold_expires_at)s::timestamptz)
+    RETURNING id
 )
-SELECT id, hold_expires_at, created_at, updated_at FROM booking
+INSERT INTO passengers (id, booking_id, flight_id, first_name, last_name, date_of_birth, type, document_enc,
+                        seat_no, created_at)
+SELECT p.id, booking.id, %(flight_id)s::bigint, p.first_name, p.last_name, p.date_of_birth, p.type,
+       p.document_enc, NULL, now() + p.ordinality * interval '1 microsecond'
+FROM booking,
+     unnest(%(passenger_ids)s::uuid[], %(first_names)s::text[], %(last_names)s::text[],
+            %(dates_of_birth)s::date[], %(types)s::text[], %(documents)s::bytea[])
+     WITH ORDINALITY AS p (id, first_name, last_name, date_of_birth, type, document_enc, ordinality)
 
 -- insert_passengers --
 -- A booking's travellers in one statement, in the order given; none when the booking is not there (its insert met
