@@ -21,8 +21,8 @@ from core_api.auth.passwords import hash_password, verify_password
 from core_api.auth.revocation import revoke_password_resets, revoke_user_sessions
 from core_api.auth.schemas import Principal, TokenPair
 from core_api.auth.tokens import (
+    AccessTokenVerifier,
     Keyring,
-    decode_access_token,
     hash_opaque_token,
     issue_access_token,
     new_opaque_token,
@@ -60,6 +60,7 @@ class AuthContext:
     def __init__(self, settings: Settings, keyring: Keyring, pool: DbPool, throttle: LoginThrottle, cipher: Cipher):
         self.settings = settings
         self.keyring = keyring
+        self.tokens = AccessTokenVerifier(keyring, settings)
         self.pool = pool
         self.throttle = throttle
         self.cipher = cipher
@@ -281,7 +282,7 @@ async def authenticate(ctx: AuthContext, token: str) -> Principal:
 
     A session that is missing (never written, or another user's) is treated exactly like a revoked one.
     """
-    claims = decode_access_token(ctx.keyring, ctx.settings, token)
+    claims = ctx.tokens.verify(token)
     async with ctx.pool.connection() as conn:
         row = await (
             await conn.execute(QUERIES["principal_state"], {"sub": claims.sub, "sid": claims.sid, "jti": claims.jti})

@@ -360,3 +360,16 @@ async def test_audit_rows_carry_ip_and_user_agent(client: httpx.AsyncClient, dat
             )
         ).fetchone()
     assert row == ("127.0.0.1", "flightdesk-tests/1.0")
+
+
+async def test_a_token_that_worked_stops_working_when_it_expires(client: httpx.AsyncClient, customer: dict) -> None:
+    # Each process remembers the tokens it verified; a remembered one must still die at its exp, to the second.
+    claims = claims_of(customer["access_token"])
+    exp = int(time.time()) + 2
+    expiring = forge({**claims, "exp": exp})
+    assert (await client.get("/api/v1/auth/me", headers=bearer(expiring))).status_code == 200
+    assert (await client.get("/api/v1/auth/me", headers=bearer(expiring))).status_code == 200
+    await asyncio.sleep(exp - time.time() + 0.05)
+    response = await client.get("/api/v1/auth/me", headers=bearer(expiring))
+    assert response.status_code == 401
+    assert "expired" in response.json()["detail"]
