@@ -106,7 +106,7 @@ def _migrate(database_url: str) -> None:
         console.print("[green]✓[/green] schema up to date")
 
 
-def _seed(database_url: str, *, scale: str, only_if_empty: bool) -> None:
+def _seed(database_url: str, settings: Settings, *, scale: str, only_if_empty: bool) -> None:
     from core_api.seed import is_seeded, seed_reference_and_flights
     from core_api.seed.history import LARGE_HISTORY, SMALL_HISTORY
     from core_api.seed.progress import RichProgress
@@ -119,7 +119,12 @@ def _seed(database_url: str, *, scale: str, only_if_empty: bool) -> None:
     with RichProgress(console) as progress:
         summary = asyncio.run(
             seed_reference_and_flights(
-                database_url, days=days, history_days=HISTORY_DAYS, history=history, progress=progress
+                database_url,
+                days=days,
+                history_days=HISTORY_DAYS,
+                history=history,
+                progress=progress,
+                striping=(settings.booking.fare_stripes, settings.booking.stripe_min_seats),
             )
         )
     console.print(
@@ -150,7 +155,7 @@ def seed(scale: str) -> None:
     settings = _settings()
     with services(settings) as urls:
         _migrate(urls.database_url)
-        _seed(urls.database_url, scale=scale, only_if_empty=False)
+        _seed(urls.database_url, settings, scale=scale, only_if_empty=False)
 
 
 def _serve_api(settings: Settings, urls: Services, workers: int, host: str, port: int) -> None:
@@ -381,7 +386,7 @@ def up(workers: int | None) -> None:
     console.print("[bold]Flightdesk[/bold] starting")
     with services(settings) as urls:
         _migrate(urls.database_url)
-        _seed(urls.database_url, scale="small", only_if_empty=True)
+        _seed(urls.database_url, settings, scale="small", only_if_empty=True)
         supervisor = _Supervisor(urls.environment())
         mail = _start_mail_catcher(settings)
         supervisor.start("api", "api", *(["--workers", str(workers)] if workers else []))

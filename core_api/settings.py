@@ -131,6 +131,11 @@ class BookingSettings(_Section, frozen=True):
     """How long an unpaid booking holds its seats before the worker releases them (status EXPIRED)."""
     max_unpaid_seats: int = 18
     """Most seats one customer, or one agent, may hold unpaid at once (OWASP API6: no hoarding of inventory)."""
+    fare_stripes: int = 8
+    """Rows a big fare bucket's seat counter is split over when the bucket is created, so that its buyers queue on
+    one each (migration 0015); 1 keeps every bucket one row."""
+    stripe_min_seats: int = 256
+    """Buckets created with fewer seats stay one row: their buyers are few, and readers sum a striped bucket's rows."""
 
 
 class OutboxSettings(_Section, frozen=True):
@@ -380,6 +385,8 @@ def _check(settings: Settings) -> None:
         "FLIGHTDESK_OPS_TOKEN": settings.ops_token is not None and len(settings.ops_token) < 16,
         "FLIGHTDESK_BOOKING_HOLD_MINUTES": not 1 <= settings.booking.hold_minutes <= 24 * 60,
         "FLIGHTDESK_BOOKING_MAX_UNPAID_SEATS": not 1 <= settings.booking.max_unpaid_seats <= 10_000,
+        "FLIGHTDESK_BOOKING_FARE_STRIPES": not 1 <= settings.booking.fare_stripes <= 64,
+        "FLIGHTDESK_BOOKING_STRIPE_MIN_SEATS": not 1 <= settings.booking.stripe_min_seats <= 10_000_000,
         "FLIGHTDESK_OUTBOX_POLL_SECONDS": not 0 < settings.outbox.poll_seconds <= 60,
         "FLIGHTDESK_PAYMENT_PROVIDER_TIMEOUT_SECONDS": not 0 < settings.payment.provider_timeout_seconds <= 120,
         "FLIGHTDESK_PAYMENT_REFUND_RETRY_SECONDS": not 1 <= settings.payment.refund_retry_seconds <= 86_400,

@@ -66,7 +66,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core_api.audit._personal import split_personal
 from core_api.audit.service import SYSTEM
 from core_api.bookings.service import PNR_ALPHABET
-from core_api.settings import DatabaseSettings
+from core_api.settings import BookingSettings, DatabaseSettings
 from core_api.storage.db import load_queries
 from core_api.users.schemas import Role
 from core_api.users.service import create_user
@@ -99,6 +99,8 @@ READS_BACK = "created_at" not in BOOKINGS_SQL["insert_booking"]
 FUSED_INSERT = "insert_unseated_booking" in BOOKINGS_SQL
 # ... and then sent it in the pipeline that takes the seats and commits (the statement answers nothing).
 PIPELINED_INSERT = FUSED_INSERT and "ON CONFLICT" not in BOOKINGS_SQL["insert_unseated_booking"]
+# Since, a big bucket's counter can be split over stripes (migration 0015).
+STRIPED = "take_fare_seats(" in BOOKINGS_SQL["take_fare_seats_announced"]
 # The ceiling: one counter row, decremented and committed by every client.
 CEILING_TABLE = (
     "CREATE TABLE bench_ceiling (id int PRIMARY KEY, n bigint NOT NULL); INSERT INTO bench_ceiling VALUES (1, 0);"
@@ -115,7 +117,7 @@ class HotFlight:
     departure_at: datetime
 
 
-async def add_hot_flight(conn: psycopg.AsyncConnection[Any]) -> HotFlight:
+async def add_hot_flight(conn: psycopg.AsyncConnection[Any], stripes: int) -> HotFlight:
     """Reference data (an airline, two airports) and a flight whose one ECONOMY bucket never sells out."""
     departure = (datetime.now(UTC) + timedelta(days=10)).replace(microsecond=0)
     async with conn.transaction():
@@ -142,6 +144,8 @@ async def add_hot_flight(conn: psycopg.AsyncConnection[Any]) -> HotFlight:
         )
         fare = await cursor.fetchone()
         assert fare is not None
+        if stripes > 1:  # the counter over several rows (migration 0015), as the flights API splits a big bucket
+            await conn.execute("SELECT split_fare_seats(ARRAY[%s::bigint], %s, 1)", (fare["id"], stripes))
     return HotFlight(flight["id"], fare["id"], departure)
 
 
@@ -889,6 +893,12 @@ async def main() -> None:
         "--history", choices=["small", "none"], default="small", help="seed the demo history first (small), or not"
     )
     parser.add_argument(
+        "--fare-stripes",
+        type=int,
+        default=BookingSettings().fare_stripes if STRIPED else 1,
+        help="rows the hot bucket's seat counter is split over (1: one row; as FLIGHTDESK_BOOKING_FARE_STRIPES)",
+    )
+    parser.add_argument(
         "--template",
         help="copy this database (seeded and migrated by the same checkout) instead of seeding: repeated runs in "
         "minutes rather than one per seed",
@@ -924,7 +934,7 @@ async def main() -> None:
         history_seconds = time.perf_counter() - started
         # Rows as dicts, as the application's pool gives them.
         async with await psycopg.AsyncConnection.connect(database_url, row_factory=dict_row) as setup:
-            flight = await add_hot_flight(setup)
+            flight = await add_hot_flight(setup, args.fare_stripes)
             await add_customers(setup, "http", clients)
             await add_customers(setup, "pgbench", clients)
             await setup.execute(CEILING_TABLE)
@@ -942,7 +952,12 @@ async def main() -> None:
         body = booking_body(flight)
         print(
             f"Hot flight BA9001 JFK-LHR (id {flight.id}): one ECONOMY {FARE_CLASS} bucket of {HOT_SEATS:,} seats that "
-            f"every booking locks (conditional UPDATE, held to COMMIT). {clients} HTTP connections, one customer each, "
+            + (
+                "every booking locks (conditional UPDATE, held to COMMIT). "
+                if args.fare_stripes == 1
+                else f"split over {args.fare_stripes} stripes, a booking locking one (held to COMMIT). "
+            )
+            + f"{clients} HTTP connections, one customer each, "
             f"and {clients} pgbench clients; {args.seconds:g} s per run.\n"
             f"One machine of {os.cpu_count()} CPUs runs the API, PostgreSQL, pgbench and the load generator "
             f"({args.driver}; all on 127.0.0.1), shared with other work right now: compare the ratios, not the "

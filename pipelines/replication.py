@@ -102,6 +102,11 @@ def _c(name: str, duck_type: str = "VARCHAR", expression: str | None = None) -> 
 
 
 _TS = "TIMESTAMPTZ"
+# When a fare bucket last changed: its row, or for a striped one the latest of its stripes too.
+_FARE_CHANGED = (
+    "CASE WHEN t.stripes = 1 THEN t.updated_at ELSE greatest(t.updated_at, "
+    "(SELECT max(s.updated_at) FROM fare_stripes AS s WHERE s.fare_id = t.id)) END"
+)
 
 TABLES: tuple[TableSpec, ...] = (
     TableSpec(
@@ -160,12 +165,14 @@ TABLES: tuple[TableSpec, ...] = (
             _c("price_amount", "BIGINT"),
             _c("currency"),
             _c("seats_total", "INTEGER"),
-            _c("seats_available", "INTEGER"),
+            # A striped bucket's count is its rows' sum, and its stripes move without the bucket's row (0015).
+            _c("seats_available", "INTEGER", "fare_seats_available(t.id, t.seats_available, t.stripes)"),
             _c("refundable", "BOOLEAN"),
-            _c("updated_at", _TS),
+            _c("updated_at", _TS, _FARE_CHANGED),
         ),
         key="id",
         cursor="updated_at",
+        cursor_expression=_FARE_CHANGED,
     ),
     TableSpec(
         "bookings",

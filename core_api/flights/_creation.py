@@ -198,10 +198,18 @@ def audit_snapshot(detail: FlightDetail) -> dict[str, Any]:
 
 
 async def create_flight(
-    pool: DbPool, redis: aioredis.Redis, actor: Actor, principal: Principal, data: FlightCreate
+    pool: DbPool,
+    redis: aioredis.Redis,
+    actor: Actor,
+    principal: Principal,
+    data: FlightCreate,
+    *,
+    striping: tuple[int, int] = (1, 1),
 ) -> CreatedFlight:
     """Check the request (422 naming every bad field, nothing written), then write it all in one transaction, after
-    which the cached searches of its route and day are dropped (they could not list it).
+    which the cached searches of its route and day are dropped (they could not list it). ``striping`` is
+    (stripes, minimum seats): the fare buckets of at least that many seats get their counter split over that many
+    rows (``split_fare_seats``, migration 0015).
 
     An AIRLINE_AGENT of another airline is refused (403); a flight number already departing at that time is 409.
     """
@@ -235,6 +243,8 @@ async def create_flight(
         assert row is not None
         flight_id = int(row["id"])
         await tx.execute(QUERIES["insert_fares"], {"flight_id": flight_id, **_fare_columns(flight.fares)})
+        stripes, min_seats = striping
+        await tx.execute(QUERIES["stripe_fares"], {"flight_id": flight_id, "stripes": stripes, "min_seats": min_seats})
         seat_columns = _seat_columns(aircraft.name, _seats_sold(flight.fares))
         await tx.execute(QUERIES["insert_seats"], {"flight_id": flight_id, **seat_columns})
         await affected.note(flight_id)

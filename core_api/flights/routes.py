@@ -128,7 +128,9 @@ async def create_flight(
     are BLOCKED in the seat map (the back of the cabin). A fare for a cabin the aircraft lacks is refused. All fares
     share one currency. The same flight number departing at the same time again is 409.
     """
-    flight = await service.create_flight(pool, redis, actor_of(request), _caller(request), data)
+    booking = request.app.state.bookings.settings.booking  # how big buckets are striped
+    striping = (booking.fare_stripes, booking.stripe_min_seats)
+    flight = await service.create_flight(pool, redis, actor_of(request), _caller(request), data, striping=striping)
     return Response(flight, status_code=HTTP_201_CREATED, headers={"Location": f"{request.url.path}/{flight.id}"})
 
 

@@ -145,8 +145,11 @@ async def seed_reference_and_flights(
     history: HistoryVolume = SMALL_HISTORY,
     random_seed: int = DEFAULT_RANDOM_SEED,
     progress: SeedProgress | None = None,
+    striping: tuple[int, int] = (1, 1),
 ) -> SeedSummary:
     """Load airlines, airports and ``days`` days of flights from ``start`` (default: today in UTC), all or nothing.
+    ``striping`` (stripes, minimum seats) splits the counters of the big fare buckets still on sale, once their
+    history is sold (``split_fare_seats``, migration 0015).
 
     With ``history_days``, also the flights of that many days before ``start`` and the bookings made over the
     ``history_days`` days before now (``history`` says how many), with their users and audit trail.
@@ -168,6 +171,7 @@ async def seed_reference_and_flights(
             added = await seed_history(
                 conn, days=history_days, volume=history, now=now, random_seed=random_seed, progress=progress
             )
+            await conn.execute(_STRIPE_FARES, {"stripes": striping[0], "min_seats": striping[1]})
         # Statistics of everything loaded, not left to autovacuum (off here, and late anywhere after a bulk load).
         await analyze_loaded(conn)
     return SeedSummary(
@@ -182,6 +186,13 @@ async def seed_reference_and_flights(
         passengers=added.passengers,
         audit_events=added.audit_events,
     )
+
+
+_STRIPE_FARES = """
+SELECT split_fare_seats(array_agg(p.id), %(stripes)s::int, %(min_seats)s::int)
+FROM flight_prices AS p JOIN flights AS f ON f.id = p.flight_id
+WHERE f.departure_at > now() AND %(stripes)s::int > 1
+"""
 
 
 async def _write_flights(

@@ -69,47 +69,45 @@ WHERE f.id = %(flight_id)s::bigint
 
 -- fare_buckets --
 -- The fare buckets of a flight's cabin (one fare class, or all), cheapest first: candidates for a booking.
-SELECT id, fare_class, price_amount, currency, seats_available
+SELECT id, fare_class, price_amount, currency, fare_seats_available(id, seats_available, stripes) AS seats_available
 FROM flight_prices
 WHERE flight_id = %(flight_id)s::bigint AND cabin = %(cabin)s::text
   AND (%(fare_class)s::text IS NULL OR fare_class = %(fare_class)s::text)
 ORDER BY price_amount, fare_class
 
 -- take_fare_seats --
--- Take seats from a fare bucket. The row lock this takes serialises buyers of the bucket until their transactions
--- end. Its condition (seats_available >= seats) is the table's own CHECK flight_prices_seats_in_range: taking more
--- seats than are left fails with that constraint's error instead of matching no row, so the statement needs no
--- answer and can travel in one pipeline with the outbox and audit rows and the COMMIT.
-UPDATE flight_prices
-SET seats_available = seats_available - %(seats)s::int, updated_at = now()
-WHERE id = %(fare_id)s::bigint
+-- Take seats from a fare bucket (migration 0015: its row, or one of its stripes). The row lock this takes
+-- serialises the bucket's buyers (of that stripe) until their transactions end. Taking more seats than are left
+-- fails with flight_prices_seats_in_range's error instead of matching no row, so the statement needs no answer and
+-- can travel in one pipeline with the outbox and audit rows and the COMMIT.
+SELECT take_fare_seats(%(fare_id)s::bigint, %(seats)s::int)
 
 -- take_fare_seats_announced --
 -- take_fare_seats and the booking's outbox event in one statement, the event carrying the count the update leaves:
 -- the one statement a new booking runs under the bucket's row lock (with the stored idempotent answer and COMMIT).
 -- Overselling fails the UPDATE on flight_prices_seats_in_range, and the event with it.
 WITH taken AS (
-    UPDATE flight_prices
-    SET seats_available = seats_available - %(seats)s::int, updated_at = now()
-    WHERE id = %(fare_id)s::bigint
-    RETURNING seats_available
+    SELECT take_fare_seats(%(fare_id)s::bigint, %(seats)s::int) AS seats_available
 )
 INSERT INTO outbox_events (id, event_type, aggregate_type, aggregate_id, payload)
 SELECT %(id)s::uuid, %(event_type)s::text, 'booking', %(booking_id)s::text,
        jsonb_set(%(payload)s::jsonb, '{availability,seats_available}', to_jsonb(taken.seats_available))
 FROM taken
+WHERE taken.seats_available IS NOT NULL
 
 -- insert_booking_event --
 -- A booking's outbox event, with the availability its fare bucket has in this transaction (so it can be queued
 -- right behind take_fare_seats, before anyone has read the bucket's new count).
 INSERT INTO outbox_events (id, event_type, aggregate_type, aggregate_id, payload)
 SELECT %(id)s::uuid, %(event_type)s::text, 'booking', %(booking_id)s::text,
-       jsonb_set(%(payload)s::jsonb, '{availability,seats_available}', to_jsonb(p.seats_available))
+       jsonb_set(%(payload)s::jsonb, '{availability,seats_available}',
+                 to_jsonb(fare_seats_available(p.id, p.seats_available, p.stripes)))
 FROM flight_prices AS p
 WHERE p.id = %(fare_id)s::bigint
 
 -- give_back_fare_seats --
--- Return a booking's seats to its fare bucket (cancel, expiry).
+-- Return a booking's seats to its fare bucket (cancel, expiry): to its main row, striped or not (buyers of a striped
+-- bucket fall back to it; its trigger keeps the bucket's total within seats_total).
 UPDATE flight_prices
 SET seats_available = seats_available + %(seats)s::int, updated_at = now()
 WHERE id = %(fare_id)s::bigint

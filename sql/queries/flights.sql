@@ -21,7 +21,8 @@ SELECT f.id,
            (SELECT json_agg(
                        json_build_object('cabin', p.cabin, 'fare_class', p.fare_class,
                                          'price', json_build_object('amount', p.price_amount, 'currency', p.currency),
-                                         'seats_total', p.seats_total, 'seats_available', p.seats_available,
+                                         'seats_total', p.seats_total,
+                                         'seats_available', fare_seats_available(p.id, p.seats_available, p.stripes),
                                          'refundable', p.refundable)
                        ORDER BY array_position(ARRAY['FIRST', 'BUSINESS', 'PREMIUM_ECONOMY', 'ECONOMY'], p.cabin),
                                 p.price_amount, p.fare_class)
@@ -157,6 +158,12 @@ INSERT INTO flights (airline_code, flight_number, origin, destination, departure
 VALUES (%(airline_code)s::text, %(flight_number)s::text, %(origin)s::text, %(destination)s::text,
         %(departure_at)s::timestamptz, %(arrival_at)s::timestamptz, %(aircraft)s::text)
 RETURNING id
+
+-- stripe_fares --
+-- Split the counters of a flight's big fare buckets over stripes (migration 0015; none when stripes is 1).
+SELECT split_fare_seats(array_agg(id), %(stripes)s::int, %(min_seats)s::int)
+FROM flight_prices
+WHERE flight_id = %(flight_id)s::bigint
 
 -- insert_fares --
 -- A new flight's fare buckets in one statement, every seat available.

@@ -189,10 +189,9 @@ WHERE id = %(id)s::uuid
 
 -- retake_fare_seats --
 -- A payment arrived after the hold lapsed: take the seats again if the bucket still has them (no row: sold).
-UPDATE flight_prices
-SET seats_available = seats_available - %(seats)s::int, updated_at = now()
-WHERE id = %(fare_id)s::bigint AND seats_available >= %(seats)s::int
-RETURNING seats_available
+SELECT seats_available
+FROM (SELECT take_fare_seats(%(fare_id)s::bigint, %(seats)s::int, or_null => true) AS seats_available) AS taken
+WHERE seats_available IS NOT NULL
 
 -- note_booking --
 -- Say on the booking what happened to it.

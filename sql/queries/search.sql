@@ -16,7 +16,7 @@ SELECT f.id AS flight_id,
        p.fare_class,
        p.price_amount AS fare_amount,
        p.currency,
-       p.seats_available
+       fare_seats_available(p.id, p.seats_available, p.stripes) AS seats_available
 FROM flights AS f
 JOIN airports AS o ON o.code = f.origin
 JOIN airports AS d ON d.code = f.destination
@@ -27,7 +27,7 @@ WHERE f.origin = %(origin)s::text
   AND f.departure_at < (SELECT (%(day)s::date + 1)::timestamp AT TIME ZONE tz FROM airports WHERE code = %(origin)s::text)
   AND f.departure_at > now()
   AND f.status IN ('SCHEDULED', 'DELAYED')
-  AND p.seats_available >= %(seats_needed)s::integer
+  AND fare_seats_available(p.id, p.seats_available, p.stripes) >= %(seats_needed)s::integer
   AND (%(cabin)s::text IS NULL OR p.cabin = %(cabin)s::text)
   AND (%(airline)s::text IS NULL OR f.airline_code = %(airline)s::text)
 ORDER BY f.departure_at, f.id, p.cabin, p.fare_class
@@ -35,7 +35,7 @@ ORDER BY f.departure_at, f.id, p.cabin, p.fare_class
 -- current_availability --
 -- Seats left now in every fare bucket of the given flights, for those that can still be booked (by primary key,
 -- then flight_prices_one_bucket: a few rows per flight).
-SELECT p.flight_id, p.cabin, p.fare_class, p.seats_available
+SELECT p.flight_id, p.cabin, p.fare_class, fare_seats_available(p.id, p.seats_available, p.stripes) AS seats_available
 FROM flights AS f
 JOIN flight_prices AS p ON p.flight_id = f.id
 WHERE f.id = ANY(%(flight_ids)s::bigint[])

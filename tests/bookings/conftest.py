@@ -82,8 +82,9 @@ class SmallFlight(msgspec.Struct, frozen=True):
 
 
 async def add_small_flight(
-    pool: AsyncConnectionPool, *, y_seats: int = 5, number: str = "BA9001", airline: str = "BA"
+    pool: AsyncConnectionPool, *, y_seats: int = 5, number: str = "BA9001", airline: str = "BA", y_stripes: int = 1
 ) -> SmallFlight:
+    """The flight; with ``y_stripes``, its Y bucket's counter split over that many rows (migration 0015)."""
     departure = (datetime.now(UTC) + timedelta(days=10)).replace(microsecond=0)
     async with transaction(pool) as tx:
         row = await (
@@ -113,6 +114,11 @@ async def add_small_flight(
             WHERE r > 1 OR l <= 'D'
             """,
             {"id": flight_id},
+        )
+        await tx.execute(
+            "SELECT split_fare_seats(array_agg(id), %s, 1) FROM flight_prices"
+            " WHERE flight_id = %s AND fare_class = 'Y'",
+            (y_stripes, flight_id),
         )
     return SmallFlight(id=flight_id, y_seats=y_seats, departure_at=departure)
 
@@ -150,10 +156,12 @@ async def widen_bucket(pool: AsyncConnectionPool, flight_id: int, seats: int, fa
 
 
 async def fare_seats(pool: AsyncConnectionPool, flight_id: int, fare_class: str = "Y") -> int:
+    """Seats left in a bucket: its row's, and its stripes' when it has them."""
     async with pool.connection() as conn:
         row = await (
             await conn.execute(
-                "SELECT seats_available FROM flight_prices WHERE flight_id = %s AND fare_class = %s",
+                "SELECT fare_seats_available(id, seats_available, stripes) AS seats_available FROM flight_prices"
+                " WHERE flight_id = %s AND fare_class = %s",
                 (flight_id, fare_class),
             )
         ).fetchone()

@@ -20,6 +20,7 @@ from tests.bookings.conftest import (
     Account,
     MakeAccount,
     SmallFlight,
+    add_small_flight,
     adult,
     booking_request,
     fare_seats,
@@ -76,6 +77,63 @@ async def test_hundreds_of_buyers_of_few_seats_sell_exactly_those_seats(
     assert len(pnrs) == flight.y_seats
     [audit] = await rows(pool, "SELECT count(*) AS n FROM audit_logs WHERE event_type = 'booking.created'")
     assert audit["n"] == flight.y_seats
+
+
+STRIPES = 8
+
+
+@pytest.mark.parametrize(("party", "seats"), [(1, 40), (2, 40), (3, 42)])
+async def test_a_striped_bucket_sells_every_seat_to_as_many_buyers_at_once(
+    client: httpx.AsyncClient,
+    pool: AsyncConnectionPool,
+    customers: list[Account],
+    reference_data: None,
+    party: int,
+    seats: int,
+) -> None:
+    # 40 seats over 8 stripes of 5: parties of 2 and 3 leave stripes too short for them and must take across
+    # stripes; exactly as many parties as fit, all at once, must all be sold, and one more refused.
+    flight = await add_small_flight(pool, y_seats=seats, y_stripes=STRIPES)
+    buyers = itertools.cycle(customers)
+    request = booking_request(flight, *[adult(name) for name in ["Ann", "Bob", "Cy"][:party]], fare_class="Y")
+
+    responses = await asyncio.gather(
+        *(client.post(BOOKINGS, json=request, headers=next(buyers).headers) for _ in range(seats // party))
+    )
+
+    assert collections.Counter(response.status_code for response in responses) == {201: seats // party}
+    assert await fare_seats(pool, flight.id) == 0
+    assert await rows(pool, "SELECT count(*) AS n FROM fare_stripes WHERE seats_available <> 0") == [{"n": 0}]
+    refused = await client.post(BOOKINGS, json=booking_request(flight, fare_class="Y"), headers=customers[0].headers)
+    assert (refused.status_code, refused.json()["code"]) == (409, "SOLD_OUT")
+
+
+async def test_hundreds_of_mixed_parties_on_a_striped_bucket_never_oversell_it(
+    client: httpx.AsyncClient, pool: AsyncConnectionPool, customers: list[Account], reference_data: None
+) -> None:
+    flight = await add_small_flight(pool, y_seats=40, y_stripes=STRIPES)
+    buyers = itertools.cycle(customers)
+    parties = [1 + n % 3 for n in range(REQUESTS)]
+
+    responses = await asyncio.gather(
+        *(
+            client.post(
+                BOOKINGS,
+                json=booking_request(flight, *[adult(name) for name in ["Ann", "Bob", "Cy"][:size]], fare_class="Y"),
+                headers=next(buyers).headers,
+            )
+            for size in parties
+        )
+    )
+
+    sold = sum(size for size, response in zip(parties, responses, strict=True) if response.status_code == 201)
+    refused = [size for size, response in zip(parties, responses, strict=True) if response.status_code != 201]
+    assert {response.json()["code"] for response in responses if response.status_code != 201} == {"SOLD_OUT"}
+    left = await fare_seats(pool, flight.id)
+    assert sold + left == 40
+    assert 0 <= left < min(refused)  # every refusal asked for more than is left (seats only ever went down)
+    booked = await rows(pool, "SELECT coalesce(sum(seat_count), 0) AS seats FROM bookings")
+    assert booked == [{"seats": sold}]
 
 
 async def test_one_seat_claimed_by_many_at_once_goes_to_one(

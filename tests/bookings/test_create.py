@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -18,6 +19,7 @@ from tests.bookings.conftest import (
     Account,
     MakeAccount,
     SmallFlight,
+    add_small_flight,
     adult,
     booking_request,
     child,
@@ -323,3 +325,25 @@ def test_born_before_1900_is_refused() -> None:
     old = PassengerInput(first_name="Ann", last_name="Old", date_of_birth=date(1899, 12, 31), type=PassengerType.ADULT)
     [error] = passenger_errors([old], date(2027, 1, 1), date(2026, 12, 1))
     assert error.field == "passengers[0].date_of_birth"
+
+
+async def test_a_striped_bucket_shows_its_whole_count_wherever_availability_is_read(
+    client: httpx.AsyncClient, pool: AsyncConnectionPool, customer: Account, reference_data: None
+) -> None:
+    # Its counter over four rows (migration 0015): search, the flight, and the booking's event show their sum.
+    flight = await add_small_flight(pool, y_seats=20, y_stripes=4)
+    party = booking_request(flight, adult("Ann"), adult("Bob"), fare_class="Y")
+    assert (await client.post(BOOKINGS, json=party, headers=customer.headers)).status_code == 201
+
+    day = flight.departure_at.astimezone(ZoneInfo("America/New_York")).date()
+    query = {"origin": "JFK", "destination": "LHR", "date": str(day)}
+    search = await client.get("/api/v1/flights/search", params=query)
+    [offer] = [offer for offer in search.json()["offers"] if offer["fare_class"] == "Y"]
+    assert offer["seats_left"] == 18
+    detail = (await client.get(f"/api/v1/flights/{flight.id}")).json()
+    [fare] = [fare for fare in detail["fares"] if fare["fare_class"] == "Y"]
+    assert (fare["seats_total"], fare["seats_available"]) == (20, 18)
+    [event] = await rows(pool, "SELECT payload FROM outbox_events WHERE event_type = 'booking.created'")
+    assert event["payload"]["availability"]["seats_available"] == 18
+    striped = "SELECT seats_available FROM flight_prices WHERE id IN (SELECT fare_id FROM fare_stripes)"
+    assert await rows(pool, striped) == [{"seats_available": 0}]  # the stripes hold the seats

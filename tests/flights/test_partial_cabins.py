@@ -257,3 +257,33 @@ async def test_aircraft_pages(client: httpx.AsyncClient) -> None:
     bad = await client.get("/api/v1/flights/aircraft", params={"page_size": 0})
     assert bad.status_code == 422
     assert bad.json()["errors"][0]["field"] == "page_size"
+
+
+async def test_a_big_fare_gets_its_counter_striped_and_sells_from_the_stripes(
+    client: httpx.AsyncClient, pool: AsyncConnectionPool, admin: Account, customer: Account
+) -> None:
+    # FLIGHTDESK_BOOKING_FARE_STRIPES (8) rows for a fare of at least FLIGHTDESK_BOOKING_STRIPE_MIN_SEATS (256).
+    body = {
+        **a320_flight(fare("ECONOMY", "Y", 300), fare("ECONOMY", "M", 100, amount=8000)),
+        "destination": "JFK",
+        "arrival_at": iso(DEPARTURE + timedelta(hours=8)),
+        "aircraft": "A380-800",
+        "flight_number": "BA117",
+    }
+    flight = await create(client, admin, body)
+    async with pool.connection() as conn:
+        counters = await (
+            await conn.execute(
+                "SELECT p.fare_class, p.stripes, p.seats_available AS main, count(s.stripe) AS rows,"
+                " coalesce(sum(s.seats_available), 0) AS striped"
+                " FROM flight_prices AS p LEFT JOIN fare_stripes AS s ON s.fare_id = p.id"
+                " WHERE p.flight_id = %s GROUP BY p.id ORDER BY p.fare_class",
+                (flight["id"],),
+            )
+        ).fetchall()
+    assert [tuple(row.values()) for row in counters] == [("M", 1, 100, 0, 0), ("Y", 8, 0, 8, 300)]
+
+    party = {**booking(flight, 2), "fare_class": "Y"}
+    assert (await client.post("/api/v1/bookings", json=party, headers=customer.headers)).status_code == 201
+    detail = (await client.get(f"/api/v1/flights/{flight['id']}")).json()
+    assert {f["fare_class"]: f["seats_available"] for f in detail["fares"]} == {"Y": 298, "M": 100}

@@ -151,3 +151,25 @@ def test_a_read_during_a_materialisation_gets_the_previous_complete_snapshot(
     assert latest is not None
     assert latest.execute("SELECT sum(bookings) FROM mart_bookings_revenue").fetchone() == (4,)
     reader.close()
+
+
+def test_a_striped_bucket_replicates_its_whole_count_and_every_take_from_a_stripe(
+    database_url: str, known_rows_database: dict[str, int], tmp_path: Path
+) -> None:
+    fare = known_rows_database["fare1"]
+    counted = "SELECT seats_available FROM flight_prices WHERE id = %s"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        [(seats,)] = conn.execute(counted, (fare,)).fetchall()
+        conn.execute("SELECT split_fare_seats(ARRAY[%s::bigint], 4, 1)", (fare,))
+        assert conn.execute(counted, (fare,)).fetchone() == (0,)  # the count is the stripes' now
+    duck = duckdb.connect(str(tmp_path / "staging.duckdb"))
+    replicate(database_url, duck)
+    replicated = "SELECT seats_available FROM flight_prices WHERE id = ?"
+    assert duck.execute(replicated, [fare]).fetchone() == (seats,)
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SELECT take_fare_seats(%s, 3)", (fare,))  # a stripe moves; the bucket's row does not
+    changed = replicate(database_url, duck)
+
+    assert rows_read(changed.tables, "flight_prices") >= 1
+    assert duck.execute(replicated, [fare]).fetchone() == (seats - 3,)
