@@ -102,6 +102,11 @@ def _c(name: str, duck_type: str = "VARCHAR", expression: str | None = None) -> 
 
 
 _TS = "TIMESTAMPTZ"
+# fare_seats_available() spelt out (a SQL function with a subquery is a call per row; this, an expression).
+_FARE_SEATS = (
+    "t.seats_available + CASE WHEN t.stripes = 1 THEN 0 ELSE "
+    "(SELECT coalesce(sum(s.seats_available), 0)::integer FROM fare_stripes AS s WHERE s.fare_id = t.id) END"
+)
 # When a fare bucket last changed: its row, or for a striped one the latest of its stripes too.
 _FARE_CHANGED = (
     "CASE WHEN t.stripes = 1 THEN t.updated_at ELSE greatest(t.updated_at, "
@@ -166,7 +171,7 @@ TABLES: tuple[TableSpec, ...] = (
             _c("currency"),
             _c("seats_total", "INTEGER"),
             # A striped bucket's count is its rows' sum, and its stripes move without the bucket's row (0015).
-            _c("seats_available", "INTEGER", "fare_seats_available(t.id, t.seats_available, t.stripes)"),
+            _c("seats_available", "INTEGER", _FARE_SEATS),
             _c("refundable", "BOOLEAN"),
             _c("updated_at", _TS, _FARE_CHANGED),
         ),

@@ -16,7 +16,9 @@ CREATE TABLE fare_stripes (
     PRIMARY KEY (fare_id, stripe)
 );
 
--- Seats left in a bucket: its main count, plus its stripes' when it has them (one index range of a few rows).
+-- Seats left in a bucket: its main count, plus its stripes' when it has them (one index range of a few rows). For
+-- readers of a few buckets: a SQL function with a subquery is not inlined, so readers of many (search, replication)
+-- spell the expression out.
 CREATE FUNCTION fare_seats_available(fare_id bigint, main integer, stripes smallint) RETURNS integer
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT CASE WHEN stripes = 1 THEN main
