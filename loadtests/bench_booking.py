@@ -535,6 +535,11 @@ class LockProfile:
         return [f"{count / max(self.queued, 1):5.0%}  {what}" for what, count in self.holder.most_common(n)]
 
 
+def _takes_fare_seats(query: str) -> bool:
+    """A statement that waits for the fare bucket's row, or for one of its stripes (``take_fare_seats()``, 0015)."""
+    return "flight_prices" in query or "take_fare_seats(" in query
+
+
 class LockSampler:
     """Samples ``pg_stat_activity`` of the scratch database every ``interval`` seconds on a thread of its own: how
     many transactions queue for the fare bucket's row (and the audit chain head), and what the one holding the
@@ -575,7 +580,7 @@ class LockSampler:
                 profile.backends["running" if wait_type is None else f"waiting {wait_type}:{wait_event}"] += 1
             else:
                 profile.backends[str(state)] += 1
-        fare_waiters = {row[0] for row in rows if row[2] == "Lock" and "flight_prices" in (row[4] or "")}
+        fare_waiters = {row[0] for row in rows if row[2] == "Lock" and _takes_fare_seats(row[4] or "")}
         profile.fare_waiters += len(fare_waiters)
         profile.audit_waiters += sum(row[2] == "Lock" and "audit_chain_head" in (row[4] or "") for row in rows)
         if not fare_waiters:
