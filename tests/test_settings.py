@@ -42,6 +42,9 @@ def test_environment_values_are_typed() -> None:
         ("FLIGHTDESK_LOG_LEVEL", "LOUD"),
         ("FLIGHTDESK_DATABASE_POOL_MAX", "-1"),
         ("FLIGHTDESK_OUTBOX_POLL_SECONDS", "0"),  # a relay polling without pause would spin on the database
+        ("FLIGHTDESK_BOOKING_FARE_STRIPES", "0"),  # a bucket needs a row to count in
+        ("FLIGHTDESK_BOOKING_FARE_STRIPES", "65"),  # beyond what flight_prices_stripes_in_range allows
+        ("FLIGHTDESK_BOOKING_STRIPE_MIN_SEATS", "0"),
         ("FLIGHTDESK_AUTH_LOGIN_MAX_FAILURES_PER_EMAIL", "3"),  # fewer than per email and address makes no sense
         ("FLIGHTDESK_OPS_TOKEN", "short"),  # a guessable ops token would open the infrastructure's details
     ],
