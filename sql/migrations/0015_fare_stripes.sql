@@ -101,7 +101,7 @@ BEGIN
     IF FOUND THEN
         RETURN left_main;
     END IF;
-    SELECT p.stripes INTO n FROM flight_prices AS p WHERE p.id = fare;
+    SELECT p.stripes, p.seats_available INTO n, left_main FROM flight_prices AS p WHERE p.id = fare;
     IF n IS NULL OR n = 1 THEN  -- no such bucket, or an unstriped one without room (or_null)
         RETURN NULL;
     END IF;
@@ -125,7 +125,7 @@ BEGIN
     EXCEPTION WHEN no_data_found THEN
         SELECT p.seats_available INTO left_main FROM flight_prices AS p WHERE p.id = fare FOR UPDATE;
         PERFORM 1 FROM fare_stripes AS s WHERE s.fare_id = fare ORDER BY s.stripe FOR UPDATE;
-        IF left_main + (SELECT sum(s.seats_available) FROM fare_stripes AS s WHERE s.fare_id = fare) < wanted THEN
+        IF fare_seats_available(fare, left_main, n) < wanted THEN
             IF or_null THEN
                 RETURN NULL;
             END IF;
@@ -137,6 +137,7 @@ BEGIN
             part := least(left_main, needed);
             UPDATE flight_prices SET seats_available = seats_available - part, updated_at = now() WHERE id = fare;
             needed := needed - part;
+            left_main := left_main - part;
         END IF;
         FOR stripe_row IN
             SELECT s.stripe, s.seats_available FROM fare_stripes AS s
@@ -149,7 +150,7 @@ BEGIN
             needed := needed - part;
         END LOOP;
     END;
-    RETURN (SELECT p.seats_available FROM flight_prices AS p WHERE p.id = fare)
-         + (SELECT sum(s.seats_available)::integer FROM fare_stripes AS s WHERE s.fare_id = fare);
+    -- For the event: the main count as read (exact after the slow path), the stripes as they are now.
+    RETURN fare_seats_available(fare, left_main, n);
 END;
 $$;
